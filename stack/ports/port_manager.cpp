@@ -314,6 +314,21 @@ void PortManager::set_state(Reservation& reservation, OwnerState state) {
     }
 }
 
+void PortManager::to_time_wait(Reservation& reservation) {
+    Reservation updated = reservation;
+    updated.state = OwnerState::TimeWait;
+    updated.uid = 0;
+    replace(reservation, updated);
+}
+
+void PortManager::set_address(Reservation& reservation, wire::Ipv4Address address) {
+    if (reservation.address != address) {
+        Reservation updated = reservation;
+        updated.address = address;
+        replace(reservation, updated);
+    }
+}
+
 void PortManager::set_flags(Reservation& reservation, bool reuse_addr, bool reuse_port) {
     if (reservation.reuse_addr != reuse_addr || reservation.reuse_port != reuse_port) {
         Reservation updated = reservation;

@@ -87,6 +87,13 @@ public:
 
     // State changes that matter to later checks (connected → TIME_WAIT...).
     void set_state(Reservation& reservation, OwnerState state);
+    // A TIME_WAIT owner: same flags, uid dropped (rule 4 does not look at
+    // a TIME_WAIT owner's uid), so all TIME_WAIT entries of a port share
+    // one group whatever user created them.
+    void to_time_wait(Reservation& reservation);
+    // connect() fixes the source address of a socket bound to 0.0.0.0
+    // (inet_bhash2_update_saddr).
+    void set_address(Reservation& reservation, wire::Ipv4Address address);
     // SO_REUSEADDR/SO_REUSEPORT changed after bind: Linux stores the new
     // flags in the socket and they count at the next check.
     void set_flags(Reservation& reservation, bool reuse_addr, bool reuse_port);
