@@ -71,7 +71,7 @@ std::optional<std::string> StackConfig::validate() const {
     if (default_ttl == 0) {
         return std::string("default_ttl: must be 1..255");
     }
-    if (udp.ephemeral_low == 0 || udp.ephemeral_low > udp.ephemeral_high) {
+    if (tunables.ip_local_port_range_low == 0 || tunables.ip_local_port_range_low > tunables.ip_local_port_range_high) {
         return std::string("ip_local_port_range: need 1 <= low <= high <= 65535");
     }
     return std::nullopt;
@@ -81,9 +81,11 @@ Stack::Stack(StackConfig config, netdev::NetDev& device, Random& random)
     : config_(std::move(config)),
       device_(device),
       random_(random),
+      tunables_(config_.tunables),
+      ports_(tunables_, random_),
       arp_(config_.arp),
       reassembler_(config_.reassembly),
-      udp_(config_.udp, *this, counters_, random_),
+      udp_(config_.udp, *this, ports_, counters_, random_),
       next_ip_ident_(static_cast<uint16_t>(random_.next_u32())),
       icmp_tokens_(config_.icmp_errors_burst) {}
 

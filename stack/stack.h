@@ -15,9 +15,11 @@
 #include "stack/core/counters.h"
 #include "stack/core/random.h"
 #include "stack/core/time.h"
+#include "stack/core/tunables.h"
 #include "stack/ip/arp_cache.h"
 #include "stack/ip/ipv4_output.h"
 #include "stack/ip/ipv4_reassembly.h"
+#include "stack/ports/port_manager.h"
 #include "stack/udp/udp_layer.h"
 #include "stack/wire/arp.h"
 #include "stack/wire/icmpv4.h"
@@ -32,6 +34,7 @@ struct StackConfig {
     ip::ArpConfig arp;
     ip::ReassemblyConfig reassembly;
     udp::UdpConfig udp;
+    Tunables tunables;  // TIME_WAIT, port range, tw_reuse...: changeable at run time
     // ICMP error rate limit, a token bucket like Linux's icmp_global_allow
     // (net.ipv4.icmp_msgs_per_sec / icmp_msgs_burst).
     uint32_t icmp_errors_per_sec = 1000;
@@ -74,6 +77,10 @@ public:
     std::optional<Instant> poll_at() const;
 
     udp::UdpLayer& udp() { return udp_; }
+    // Live settings: change them with tunables().set(name, value), which
+    // validates and names the setting on error.
+    Tunables& tunables() { return tunables_; }
+    ports::PortManager& ports() { return ports_; }
     void attach_tcp(TransportHandler* tcp) { tcp_ = tcp; }
 
     // Gratuitous ARP announcing our address (sent once at start).
@@ -119,6 +126,8 @@ private:
     netdev::NetDev& device_;
     Random& random_;
     Counters counters_;
+    Tunables tunables_;
+    ports::PortManager ports_;
     ip::ArpCache arp_;
     ip::Ipv4Reassembler reassembler_;
     udp::UdpLayer udp_;

@@ -4,18 +4,15 @@
 #include <cerrno>
 #include <cstring>
 
+#include "stack/core/siphash.h"
 #include "stack/wire/udp.h"
 
 namespace ustack::udp {
 
-namespace {
-bool addresses_overlap(wire::Ipv4Address a, wire::Ipv4Address b) {
-    return a.is_unspecified() || b.is_unspecified() || a == b;
-}
-}  // namespace
-
-UdpLayer::UdpLayer(UdpConfig config, ip::Ipv4Output& ip, Counters& counters, Random& random)
-    : config_(config), ip_(ip), counters_(counters), random_(random) {}
+UdpLayer::UdpLayer(UdpConfig config, ip::Ipv4Output& ip, ports::PortManager& ports, Counters& counters,
+                   Random& random)
+    : config_(config), ip_(ip), ports_(ports), counters_(counters), random_(random),
+      reuseport_key_{random.next_u64(), random.next_u64()} {}
 
 UdpLayer::Socket* UdpLayer::find(SocketId id) {
     return id < sockets_.size() && sockets_[id].open ? &sockets_[id] : nullptr;
@@ -24,7 +21,7 @@ const UdpLayer::Socket* UdpLayer::find(SocketId id) const {
     return id < sockets_.size() && sockets_[id].open ? &sockets_[id] : nullptr;
 }
 
-SocketId UdpLayer::open() {
+SocketId UdpLayer::open(SocketOwner owner) {
     SocketId id;
     if (!free_ids_.empty()) {
         id = free_ids_.back();
@@ -35,6 +32,7 @@ SocketId UdpLayer::open() {
     }
     sockets_[id] = Socket{};
     sockets_[id].open = true;
+    sockets_[id].owner = owner;
     sockets_[id].rcvbuf = config_.default_rcvbuf;
     return id;
 }
@@ -51,21 +49,22 @@ void UdpLayer::close(SocketId id) {
             bound_by_port_.erase(socket->local->port);
         }
     }
+    if (socket->reservation) {
+        ports_.release(*socket->reservation);
+    }
     sockets_[id] = Socket{};
     free_ids_.push_back(id);
 }
 
-bool UdpLayer::port_conflicts(uint16_t port, wire::Ipv4Address addr, SocketId self) const {
-    auto it = bound_by_port_.find(port);
-    if (it == bound_by_port_.end()) {
-        return false;
-    }
-    for (SocketId other : it->second) {
-        if (other != self && addresses_overlap(sockets_[other].local->addr, addr)) {
-            return true;
-        }
-    }
-    return false;
+ports::OwnerFlags UdpLayer::flags_of(const Socket& socket) const {
+    return ports::OwnerFlags{socket.reuse_addr, socket.reuse_port, socket.owner.uid, 0};
+}
+
+void UdpLayer::take_port(SocketId id, Socket& socket, const ports::Reservation& reservation) {
+    socket.reservation = reservation;
+    socket.local = Endpoint{reservation.address, reservation.port};
+    socket.bind_order = next_bind_order_++;
+    bound_by_port_[reservation.port].push_back(id);
 }
 
 Result<void> UdpLayer::bind(SocketId id, Endpoint local) {
@@ -73,47 +72,55 @@ Result<void> UdpLayer::bind(SocketId id, Endpoint local) {
     if (socket == nullptr) {
         return fail(EBADF);
     }
-    // Linux inet_bind order: address check, then "already bound", then the port.
+    // inet_bind order: address, privilege, "already bound", then the port.
     if (!local.addr.is_unspecified() && !ip_.is_local_address(local.addr)) {
         return fail(EADDRNOTAVAIL);
+    }
+    if (local.port != 0 && local.port < 1024 && !socket->owner.may_bind_privileged) {
+        return fail(EACCES);
     }
     if (socket->local) {
         return fail(EINVAL);
     }
-    if (local.port == 0) {
-        socket->local = Endpoint{local.addr, 0};
-        auto bound = autobind(id, *socket);
-        if (!bound) {
-            socket->local.reset();
-            // bind(port 0) exhaustion is EADDRINUSE (inet_csk_get_port);
-            // autobind from connect/sendto is EAGAIN (udp_lib_get_port).
-            return fail(EADDRINUSE);
-        }
-        return {};
+    // Port 0 exhaustion is EADDRINUSE here (bind), EAGAIN in autobind.
+    auto reservation = ports_.bind(ports::Protocol::Udp, local.addr, local.port, flags_of(*socket));
+    if (!reservation) {
+        return fail(reservation.error().value);
     }
-    if (port_conflicts(local.port, local.addr, id)) {
-        return fail(EADDRINUSE);
-    }
-    socket->local = local;
-    socket->bind_order = next_bind_order_++;
-    bound_by_port_[local.port].push_back(id);
+    take_port(id, *socket, *reservation);
     return {};
 }
 
 Result<void> UdpLayer::autobind(SocketId id, Socket& socket) {
-    const wire::Ipv4Address addr = socket.local ? socket.local->addr : wire::Ipv4Address::unspecified();
-    const uint32_t range = uint32_t{config_.ephemeral_high} - config_.ephemeral_low + 1;
-    const uint32_t start = random_.below(range);
-    for (uint32_t i = 0; i < range; ++i) {
-        const auto port = static_cast<uint16_t>(config_.ephemeral_low + (start + i) % range);
-        if (!port_conflicts(port, addr, id)) {
-            socket.local = Endpoint{addr, port};
-            socket.bind_order = next_bind_order_++;
-            bound_by_port_[port].push_back(id);
-            return {};
-        }
+    auto reservation = ports_.udp_autobind(wire::Ipv4Address::unspecified(), flags_of(socket));
+    if (!reservation) {
+        return fail(reservation.error().value);  // EAGAIN, as inet_autobind
     }
-    return fail(EAGAIN);
+    take_port(id, socket, *reservation);
+    return {};
+}
+
+Result<void> UdpLayer::set_reuse(SocketId id, bool reuse_addr, bool reuse_port) {
+    Socket* socket = find(id);
+    if (socket == nullptr) {
+        return fail(EBADF);
+    }
+    socket->reuse_addr = reuse_addr;
+    socket->reuse_port = reuse_port;
+    if (socket->reservation) {
+        ports_.set_flags(*socket->reservation, reuse_addr, reuse_port);
+    }
+    return {};
+}
+
+bool UdpLayer::reuse_addr(SocketId id) const {
+    const Socket* socket = find(id);
+    return socket != nullptr && socket->reuse_addr;
+}
+
+bool UdpLayer::reuse_port(SocketId id) const {
+    const Socket* socket = find(id);
+    return socket != nullptr && socket->reuse_port;
 }
 
 Result<void> UdpLayer::connect(SocketId id, Endpoint remote) {
@@ -318,8 +325,29 @@ UdpLayer::InputResult UdpLayer::input(const wire::Ipv4Repr& ip, wire::ByteSpan u
         counters_.add(Counter::drop_udp_no_socket);
         return InputResult::NoSocket;
     }
+    if (best->reuse_port && !best->remote) {
+        best = select_reuseport_member(best, bucket->second, ip, repr.src_port, repr.dst_port);
+    }
     enqueue(*best, from, parsed->payload);
     return InputResult::Delivered;
+}
+
+UdpLayer::Socket* UdpLayer::select_reuseport_member(Socket* best, const std::vector<SocketId>& bucket,
+                                                   const wire::Ipv4Repr& ip, uint16_t src_port, uint16_t dst_port) {
+    // The group: unconnected SO_REUSEPORT sockets of the same owner bound to
+    // the same address and port, in bind order (reuseport_add_sock appends).
+    std::vector<Socket*> group;
+    for (SocketId sid : bucket) {
+        Socket& s = sockets_[sid];
+        if (s.reuse_port && !s.remote && s.local->addr == best->local->addr && s.owner.uid == best->owner.uid) {
+            group.push_back(&s);
+        }
+    }
+    std::sort(group.begin(), group.end(), [](const Socket* x, const Socket* y) { return x->bind_order < y->bind_order; });
+    const uint32_t words[] = {ip.src.to_u32(), src_port, ip.dst.to_u32(), dst_port};
+    const uint64_t h = siphash_words(reuseport_key_, words);
+    // reciprocal_scale(hash, num_socks)
+    return group[static_cast<size_t>(((h & 0xffffffffu) * group.size()) >> 32)];
 }
 
 void UdpLayer::icmp_error(const wire::Ipv4Repr& quoted_ip, wire::ByteSpan quoted_payload, int error) {

@@ -1,8 +1,9 @@
 #pragma once
 // UDP sockets (RFC 768; RFC 1122 §4.1). Socket calls return errno values
-// as Linux's udp.c does. Port ownership here is deliberately minimal
-// (overlap on the same port → EADDRINUSE); the Linux reuse rules live in
-// the port manager (stack/ports), which replaces the table below.
+// as Linux's udp.c does. Which socket may own a port is the port
+// manager's decision (SO_REUSEADDR/SO_REUSEPORT rules); this layer keeps a
+// port → sockets map only to deliver datagrams.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -15,6 +16,7 @@
 #include "stack/core/random.h"
 #include "stack/core/time.h"
 #include "stack/ip/ipv4_output.h"
+#include "stack/ports/port_manager.h"
 #include "stack/wire/ipv4.h"
 
 namespace ustack::udp {
@@ -29,8 +31,13 @@ struct Endpoint {
 
 struct UdpConfig {
     size_t default_rcvbuf = 212992;  // Linux net.core.rmem_default
-    uint16_t ephemeral_low = 32768;  // ip_local_port_range
-    uint16_t ephemeral_high = 60999;
+};
+
+// Who opened the socket: the uid (SO_REUSEPORT groups are per user) and
+// whether it may bind ports below 1024 (CAP_NET_BIND_SERVICE).
+struct SocketOwner {
+    uint32_t uid = 0;
+    bool may_bind_privileged = true;
 };
 
 struct RecvResult {
@@ -47,9 +54,9 @@ public:
     static constexpr size_t per_datagram_overhead = 256;
     static constexpr size_t max_payload = 65535 - 20 - 8;
 
-    UdpLayer(UdpConfig config, ip::Ipv4Output& ip, Counters& counters, Random& random);
+    UdpLayer(UdpConfig config, ip::Ipv4Output& ip, ports::PortManager& ports, Counters& counters, Random& random);
 
-    SocketId open();
+    SocketId open(SocketOwner owner = {});
     void close(SocketId id);
     Result<void> bind(SocketId id, Endpoint local);
     Result<void> connect(SocketId id, Endpoint remote);
@@ -60,6 +67,11 @@ public:
     Result<Endpoint> local_endpoint(SocketId id) const;
     Result<Endpoint> remote_endpoint(SocketId id) const;  // ENOTCONN when unconnected
     void set_rcvbuf(SocketId id, size_t bytes);
+    // SO_REUSEADDR / SO_REUSEPORT: before or after bind; after, they count
+    // at the next check.
+    Result<void> set_reuse(SocketId id, bool reuse_addr, bool reuse_port);
+    bool reuse_addr(SocketId id) const;
+    bool reuse_port(SocketId id) const;
     bool readable(SocketId id) const;  // a datagram or an error is waiting
     size_t queued_datagrams(SocketId id) const;
     // Takes the pending socket error (SO_ERROR), 0 when none.
@@ -80,6 +92,10 @@ private:
     };
     struct Socket {
         bool open = false;
+        SocketOwner owner;
+        bool reuse_addr = false;
+        bool reuse_port = false;
+        std::optional<ports::Reservation> reservation;
         std::optional<Endpoint> local;  // set once bound (explicitly or automatically)
         std::optional<Endpoint> remote;
         std::deque<Datagram> queue;
@@ -90,18 +106,25 @@ private:
     };
     Socket* find(SocketId id);
     const Socket* find(SocketId id) const;
-    bool port_conflicts(uint16_t port, wire::Ipv4Address addr, SocketId self) const;
+    ports::OwnerFlags flags_of(const Socket& socket) const;
+    void take_port(SocketId id, Socket& socket, const ports::Reservation& reservation);
     Result<void> autobind(SocketId id, Socket& socket);
+    // SO_REUSEPORT: picks one member of the group `best` belongs to by a
+    // keyed hash of the 4-tuple (reuseport_select_sock).
+    Socket* select_reuseport_member(Socket* best, const std::vector<SocketId>& bucket, const wire::Ipv4Repr& ip,
+                                    uint16_t src_port, uint16_t dst_port);
     void enqueue(Socket& socket, const Endpoint& from, wire::ByteSpan payload);
 
     UdpConfig config_;
     ip::Ipv4Output& ip_;
+    ports::PortManager& ports_;
     Counters& counters_;
     Random& random_;
     std::vector<Socket> sockets_;                                       // indexed by SocketId
     std::vector<SocketId> free_ids_;
     std::unordered_map<uint16_t, std::vector<SocketId>> bound_by_port_;  // port → sockets
     uint64_t next_bind_order_ = 1;
+    std::array<uint64_t, 2> reuseport_key_{};
 };
 
 }  // namespace ustack::udp

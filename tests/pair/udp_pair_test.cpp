@@ -178,6 +178,88 @@ TEST(UdpPair, TruncatedReadReportsTheFullLength) {
     EXPECT_FALSE(ub.readable(sb));  // the rest of a datagram is discarded, as in Linux
 }
 
+TEST(UdpPair, ReuseAddrUnicastGoesToTheMostRecentlyBound) {
+    StackPair net;
+    auto& ua = net.a().udp();
+    auto& ub = net.b().udp();
+    const auto first = ub.open();
+    const auto second = ub.open();
+    ASSERT_TRUE(ub.set_reuse(first, true, false));
+    ASSERT_TRUE(ub.set_reuse(second, true, false));
+    ASSERT_TRUE(ub.bind(first, {any, 7200}));
+    ASSERT_TRUE(ub.bind(second, {any, 7200}));
+    const auto sa = ua.open();
+    for (uint32_t i = 0; i < 10; ++i) {
+        ASSERT_TRUE(ua.send_to(sa, net.now(), numbered_payload(i, 8), Endpoint{addr_b, 7200}));
+    }
+    net.run_for(Duration::from_millis(5));
+    EXPECT_EQ(ub.queued_datagrams(first), 0u);
+    EXPECT_EQ(ub.queued_datagrams(second), 10u);
+}
+
+TEST(UdpPair, ReusePortGroupSpreadsFlowsByHash) {
+    StackPair net;
+    auto& ua = net.a().udp();
+    auto& ub = net.b().udp();
+    std::vector<udp::SocketId> members;
+    for (int i = 0; i < 4; ++i) {
+        members.push_back(ub.open());
+        ASSERT_TRUE(ub.set_reuse(members.back(), false, true));
+        ASSERT_TRUE(ub.bind(members.back(), {any, 7300}));
+        ub.set_rcvbuf(members.back(), 16 << 20);
+    }
+    // A fifth member of another user may not join (rule 4: same uid).
+    const auto stranger = ub.open(udp::SocketOwner{4242, true});
+    ASSERT_TRUE(ub.set_reuse(stranger, false, true));
+    auto refused = ub.bind(stranger, {any, 7300});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().value, EADDRINUSE);
+    // 4000 flows (distinct source ports), one datagram each.
+    for (uint16_t port = 20000; port < 24000; ++port) {
+        const auto s = ua.open();
+        ASSERT_TRUE(ua.bind(s, {any, port}));
+        ASSERT_TRUE(ua.send_to(s, net.now(), numbered_payload(port, 4), Endpoint{addr_b, 7300}));
+        ua.close(s);
+        if (port % 256 == 0) {
+            net.run_for(Duration::from_millis(1));
+        }
+    }
+    net.run_for(Duration::from_millis(10));
+    size_t total = 0;
+    for (auto m : members) {
+        const size_t got = ub.queued_datagrams(m);
+        total += got;
+        EXPECT_GE(got, 800u);
+        EXPECT_LE(got, 1200u);
+    }
+    EXPECT_EQ(total, 4000u);
+}
+
+TEST(UdpPair, AutobindExhaustionIsEagain) {
+    StackPairOptions options;
+    ASSERT_FALSE(options.config_a.tunables.set("ip_local_port_range", "40000 40001"));
+    StackPair net(options);
+    auto& ua = net.a().udp();
+    for (int i = 0; i < 2; ++i) {
+        ASSERT_TRUE(ua.send_to(ua.open(), net.now(), numbered_payload(1, 4), Endpoint{addr_b, 9}));
+    }
+    auto third = ua.send_to(ua.open(), net.now(), numbered_payload(1, 4), Endpoint{addr_b, 9});
+    ASSERT_FALSE(third);
+    EXPECT_EQ(third.error().value, EAGAIN);
+    auto bind0 = ua.bind(ua.open(), {any, 0});
+    ASSERT_FALSE(bind0);
+    EXPECT_EQ(bind0.error().value, EADDRINUSE);
+}
+
+TEST(UdpPair, PrivilegedPortNeedsTheCapability) {
+    StackPair net;
+    auto& ua = net.a().udp();
+    auto denied = ua.bind(ua.open(udp::SocketOwner{1000, false}), {any, 53});
+    ASSERT_FALSE(denied);
+    EXPECT_EQ(denied.error().value, EACCES);
+    EXPECT_TRUE(ua.bind(ua.open(udp::SocketOwner{0, true}), {any, 53}));
+}
+
 // Every datagram B's application sees is one A sent, byte for byte; the
 // ones it does not see are exactly those the injector dropped.
 void run_faulty_exchange(const netdev::FaultConfig& faults, uint64_t seed, bool expect_clean_counters) {
