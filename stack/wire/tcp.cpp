@@ -126,11 +126,10 @@ size_t write_options(MutByteSpan out, const TcpOptions& o) {
 //
 // Linux tcp_parse_options() never drops a segment for its options: it stops
 // at a "silly" length (< 2) or at an option running past the header, and it
-// ignores a known option whose length is wrong. ustack follows it for the
-// wrong lengths (MSS != 4, WS != 3, SACK_PERM != 2, TS != 10, SACK not
-// 2 + 8n with n >= 1 are ignored, the segment kept), but refuses the segment
-// as Malformed for a length < 2 or past the header, as this module's
-// contract says: then the option list cannot be walked at all.
+// ignores a known option whose length is wrong (MSS != 4, WS != 3,
+// SACK_PERM != 2, TS != 10, SACK not 2 + 8n with n >= 1). ustack does the
+// same, so a peer Linux talks to is never refused here: what was parsed
+// before the point where the list cannot be walked is kept.
 //
 // SYN-only options (MSS, WS, SACK_PERM) are reported whatever the flags:
 // whether to honour them is the state machine's decision (Linux honours them
@@ -147,11 +146,11 @@ std::optional<ParseError> parse_options(ByteSpan opts, TcpOptions& o) {
             continue;
         }
         if (opts.size() - i < 2) {
-            return ParseError::Malformed;  // no room for the length byte
+            break;  // no room for the length byte
         }
         const size_t len = opts[i + 1];
         if (len < 2 || len > opts.size() - i) {
-            return ParseError::Malformed;
+            break;  // "silly options" / "don't parse partial options"
         }
         const ByteSpan body = opts.subspan(i + 2, len - 2);
         switch (kind) {
