@@ -2,6 +2,7 @@
 // TCP header and options (RFC 9293 §3.1, RFC 7323 window scale and
 // timestamps, RFC 2018 SACK). Unknown options are skipped by their length;
 // an option whose length runs past the header is Malformed.
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -46,7 +47,12 @@ struct TcpOptions {
 
     // Bytes the options take when emitted, padded to a multiple of 4.
     size_t encoded_len() const;
-    bool operator==(const TcpOptions&) const = default;
+    // Blocks past sack_count are not part of the value.
+    bool operator==(const TcpOptions& o) const {
+        return mss == o.mss && window_scale == o.window_scale && sack_permitted == o.sack_permitted &&
+               timestamp == o.timestamp && sack_count == o.sack_count &&
+               std::equal(sack_blocks.begin(), sack_blocks.begin() + sack_count, o.sack_blocks.begin());
+    }
 };
 
 struct TcpRepr {
