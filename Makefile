@@ -22,6 +22,8 @@ LDFLAGS  := $(SANFLAGS)
 # Debian packages the build and the tests need. `make deps` installs what is
 # missing; every target that needs them depends on it.
 DEB_PACKAGES := g++ make libgtest-dev libcli11-dev iproute2
+# Kernel-side peers of the interop tests (tests/interop).
+DEB_PACKAGES += socat iputils-ping tshark netcat-openbsd
 
 CORE_SRCS := $(shell find stack netdev -name '*.cpp' | sort)
 TEST_SRCS := $(shell find tests/unit tests/pair tests/support -name '*.cpp' 2>/dev/null | sort)
@@ -31,9 +33,15 @@ TEST_OBJS := $(TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
 CORE_LIB  := $(BUILD)/lib/libustack_core.a
 TEST_BIN  := $(BUILD)/bin/ustack_tests
 
+# Interop tests: the stack against the Linux kernel over TAP and AF_PACKET,
+# each test in a private network namespace (needs root).
+INTEROP_SRCS := $(shell find tests/interop tests/support -name '*.cpp' 2>/dev/null | sort)
+INTEROP_OBJS := $(INTEROP_SRCS:%.cpp=$(BUILD)/obj/%.o)
+INTEROP_BIN  := $(BUILD)/bin/ustack_interop_tests
+
 .PHONY: all deps test demo bench clean
 
-all: deps $(CORE_LIB) $(TEST_BIN)
+all: deps $(CORE_LIB) $(TEST_BIN) $(INTEROP_BIN)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -56,16 +64,28 @@ $(TEST_BIN): $(TEST_OBJS) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $(TEST_OBJS) $(CORE_LIB) -lgtest -lgtest_main -pthread
 
+$(INTEROP_BIN): $(INTEROP_OBJS) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $(INTEROP_OBJS) $(CORE_LIB) -lgtest -lgtest_main -pthread
+
 test: all
 	$(TEST_BIN) --gtest_brief=1
+	$(INTEROP_BIN) --gtest_brief=1
 
 demo: all
 	@echo "make demo: not yet — the shim and launcher (issue 'Host, shim and launcher') do not exist yet."
 
-bench: all
-	@echo "make bench: not yet — see issue 'Benchmarks'."
+BENCH_SRCS := $(wildcard bench/*.cpp)
+BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bin/bench_%)
+
+$(BUILD)/bin/bench_%: $(BUILD)/obj/bench/%.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $< $(CORE_LIB) -pthread
+
+bench: all $(BENCH_BINS)
+	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
 
 clean:
 	rm -rf build build-sanitize
 
--include $(CORE_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(CORE_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(INTEROP_OBJS:.o=.d)

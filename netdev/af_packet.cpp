@@ -1,0 +1,329 @@
+#include "netdev/af_packet.h"
+
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "netdev/linux_interface.h"
+#include "stack/wire/bytes.h"
+#include "stack/wire/checksum.h"
+#include "stack/wire/ipv4.h"
+#include "stack/wire/tcp.h"
+#include "stack/wire/udp.h"
+
+namespace ustack::netdev {
+
+namespace {
+
+constexpr size_t ethernet_header_len = wire::EthernetRepr::header_len;
+constexpr uint8_t ip_proto_tcp = 6;
+constexpr uint8_t ip_proto_udp = 17;
+
+class FdGuard {
+public:
+    explicit FdGuard(int fd) : fd_(fd) {}
+    ~FdGuard() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    FdGuard(const FdGuard&) = delete;
+    FdGuard& operator=(const FdGuard&) = delete;
+    int release() { return std::exchange(fd_, -1); }
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+// Classic BPF: accept a frame whose destination is multicast/broadcast (I/G
+// bit of the first octet) or exactly `mac`; drop the rest in the kernel,
+// before it is copied to us.
+std::vector<sock_filter> destination_filter(wire::MacAddress mac) {
+    const auto& m = mac.bytes;
+    const uint32_t low4 = (uint32_t{m[2]} << 24) | (uint32_t{m[3]} << 16) | (uint32_t{m[4]} << 8) | m[5];
+    const uint32_t high2 = (uint32_t{m[0]} << 8) | m[1];
+    constexpr uint32_t accept_len = 0x7fffffff;  // whole frame
+    return {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),                 // 0: A = dst[0]
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x01, 4, 0),      // 1: multicast → accept (6)
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 2),                 // 2: A = dst[2..6]
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, low4, 0, 3),       // 3: ≠ → reject (7)
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 0),                 // 4: A = dst[0..2]
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, high2, 0, 1),      // 5: = → accept, ≠ → reject
+        BPF_STMT(BPF_RET | BPF_K, accept_len),                 // 6: accept
+        BPF_STMT(BPF_RET | BPF_K, 0),                          // 7: reject
+    };
+}
+
+}  // namespace
+
+struct PacketDevice::RxBatch {
+    struct Slot {
+        std::vector<uint8_t> buffer;
+        sockaddr_ll from{};
+        alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(tpacket_auxdata))]{};
+        iovec iov{};
+    };
+    std::vector<Slot> slots;
+    std::vector<mmsghdr> messages;
+};
+
+bool complete_l4_checksum(std::span<uint8_t> frame) {
+    constexpr size_t eth = ethernet_header_len;
+    if (frame.size() < eth + wire::Ipv4Repr::header_len ||
+        wire::read_u16(frame, 12) != static_cast<uint16_t>(wire::EtherType::Ipv4)) {
+        return false;
+    }
+    const std::span<uint8_t> ip = frame.subspan(eth);
+    const size_t ihl = size_t{static_cast<uint8_t>(ip[0] & 0x0f)} * 4;
+    const size_t total = wire::read_u16(ip, wire::Ipv4Repr::LENGTH.start);
+    const uint16_t flags_offset = wire::read_u16(ip, wire::Ipv4Repr::FLG_OFF.start);
+    if ((ip[0] >> 4) != 4 || ihl < wire::Ipv4Repr::header_len || total < ihl || total > ip.size() ||
+        (flags_offset & 0x3fff) != 0) {  // MF or an offset: a fragment never has a partial checksum
+        return false;
+    }
+    const uint8_t protocol = ip[wire::Ipv4Repr::PROTOCOL.start];
+    const std::span<uint8_t> l4 = ip.subspan(ihl, total - ihl);
+    size_t checksum_at = 0;
+    if (protocol == ip_proto_udp && l4.size() >= wire::UdpRepr::header_len) {
+        checksum_at = wire::UdpRepr::CHECKSUM.start;
+    } else if (protocol == ip_proto_tcp && l4.size() >= wire::TcpRepr::min_header_len) {
+        checksum_at = wire::TcpRepr::CHECKSUM.start;
+    } else {
+        return false;
+    }
+    const wire::Ipv4Address src(wire::read_u32(ip, wire::Ipv4Repr::SRC_ADDR.start));
+    const wire::Ipv4Address dst(wire::read_u32(ip, wire::Ipv4Repr::DST_ADDR.start));
+    wire::write_u16(l4, checksum_at, 0);
+    uint16_t sum = wire::checksum::finish(wire::checksum::accumulate(
+        l4, wire::checksum::pseudo_header(src, dst, protocol, static_cast<uint16_t>(l4.size()))));
+    if (sum == 0 && protocol == ip_proto_udp) {
+        sum = 0xffff;  // RFC 768: a computed zero is sent as all ones
+    }
+    wire::write_u16(l4, checksum_at, sum);
+    return true;
+}
+
+DeviceResult<std::unique_ptr<PacketDevice>> PacketDevice::open(const std::string& ifname, wire::MacAddress mac,
+                                                             PacketOptions options) {
+    auto info = query_interface(ifname);
+    if (!info) {
+        return Unexpected<DeviceError>{info.error()};
+    }
+    if (!info->is_up()) {
+        return Unexpected<DeviceError>{interface_down_error(ifname)};
+    }
+    if (options.stack_address) {
+        if (auto ok = check_address_not_on_interface(ifname, *options.stack_address); !ok) {
+            return Unexpected<DeviceError>{ok.error()};
+        }
+    }
+    if (mac.is_multicast() || mac.is_zero()) {
+        return device_fail(EINVAL, "the stack's MAC " + mac.to_string() + " on " + ifname +
+                                       " must be a unicast address");
+    }
+    // Protocol 0: the socket receives nothing until bind(), so no frame
+    // slips in before the filter is attached.
+    FdGuard fd(::socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (fd.get() < 0) {
+        const int err = errno;
+        if (err == EPERM || err == EACCES) {
+            return device_fail(err, "need CAP_NET_RAW to open an AF_PACKET socket on " + ifname);
+        }
+        return device_fail(err, "AF_PACKET socket for " + ifname + ": " + errno_text(err));
+    }
+    std::vector<sock_filter> filter = destination_filter(mac);
+    sock_fprog program{static_cast<unsigned short>(filter.size()), filter.data()};
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program) < 0) {
+        const int err = errno;
+        return device_fail(err, "AF_PACKET on " + ifname + ": SO_ATTACH_FILTER: " + errno_text(err));
+    }
+    // Without it we would read back every frame we send; the fallback is the
+    // PACKET_OUTGOING check in fill_queue().
+    const int one = 1;
+    const bool ignore_outgoing =
+        ::setsockopt(fd.get(), SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) == 0;
+    // TP_STATUS_CSUMNOTREADY arrives in the aux data.
+    if (::setsockopt(fd.get(), SOL_PACKET, PACKET_AUXDATA, &one, sizeof one) < 0) {
+        const int err = errno;
+        return device_fail(err, "AF_PACKET on " + ifname + ": PACKET_AUXDATA: " + errno_text(err));
+    }
+    sockaddr_ll addr{};
+    addr.sll_family = AF_PACKET;
+    addr.sll_protocol = htons(ETH_P_ALL);
+    addr.sll_ifindex = info->index;
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) < 0) {
+        const int err = errno;
+        if (err == ENETDOWN) {
+            return Unexpected<DeviceError>{interface_down_error(ifname)};
+        }
+        if (err == ENODEV) {
+            return device_fail(ENODEV, "no such interface '" + ifname + "'");
+        }
+        return device_fail(err, "AF_PACKET bind to " + ifname + ": " + errno_text(err));
+    }
+    // Frames for our MAC must reach the interface at all: add the MAC to its
+    // unicast filter (or go promiscuous). The membership ends with the socket.
+    if (mac != info->kernel_mac || options.promiscuous) {
+        packet_mreq mreq{};
+        mreq.mr_ifindex = info->index;
+        if (options.promiscuous) {
+            mreq.mr_type = PACKET_MR_PROMISC;
+        } else {
+            mreq.mr_type = PACKET_MR_UNICAST;
+            mreq.mr_alen = static_cast<unsigned short>(mac.bytes.size());
+            std::copy(mac.bytes.begin(), mac.bytes.end(), mreq.mr_address);
+        }
+        if (::setsockopt(fd.get(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof mreq) < 0) {
+            const int err = errno;
+            if (options.promiscuous) {
+                return device_fail(err, "cannot put " + ifname + " in promiscuous mode: " + errno_text(err));
+            }
+            // A device without a unicast address list (rare): promiscuous
+            // mode gets our frames as well.
+            mreq.mr_type = PACKET_MR_PROMISC;
+            mreq.mr_alen = 0;
+            if (::setsockopt(fd.get(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, sizeof mreq) < 0) {
+                return device_fail(err, "cannot receive frames for " + mac.to_string() + " on " + ifname +
+                                            ": PACKET_ADD_MEMBERSHIP: " + errno_text(err));
+            }
+        }
+    }
+    return std::unique_ptr<PacketDevice>(
+        new PacketDevice(fd.release(), ifname, mac, info->kernel_mac, info->mtu, options, ignore_outgoing));
+}
+
+PacketDevice::PacketDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
+                           const PacketOptions& options, bool ignore_outgoing)
+    : fd_(fd),
+      name_(std::move(name)),
+      mac_(mac),
+      kernel_mac_(kernel_mac),
+      mtu_(mtu),
+      ignore_outgoing_(ignore_outgoing),
+      rx_(std::make_unique<RxBatch>()) {
+    const size_t frame_len = std::max(options.max_frame_len, mtu + ethernet_header_len + 4);
+    rx_->slots.resize(std::max<size_t>(options.batch, 1));
+    rx_->messages.resize(rx_->slots.size());
+    for (RxBatch::Slot& slot : rx_->slots) {
+        slot.buffer.resize(frame_len);
+    }
+}
+
+PacketDevice::~PacketDevice() { ::close(fd_); }
+
+bool PacketDevice::send(Instant, std::span<const uint8_t> frame) {
+    if (frame.size() > mtu_ + ethernet_header_len || frame.size() < ethernet_header_len) {
+        ++stats_.tx_dropped;
+        return false;
+    }
+    ssize_t n = -1;
+    do {
+        n = ::send(fd_, frame.data(), frame.size(), MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(frame.size())) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+            last_error_ = errno;
+        }
+        ++stats_.tx_dropped;
+        return false;
+    }
+    ++stats_.tx_frames;
+    stats_.tx_bytes += frame.size();
+    return true;
+}
+
+std::optional<Frame> PacketDevice::receive(Instant) {
+    while (rx_queue_.empty()) {
+        if (!fill_queue()) {
+            return std::nullopt;
+        }
+    }
+    Frame frame = std::move(rx_queue_.front());
+    rx_queue_.pop_front();
+    return frame;
+}
+
+bool PacketDevice::fill_queue() {
+    std::vector<RxBatch::Slot>& slots = rx_->slots;
+    std::vector<mmsghdr>& messages = rx_->messages;
+    for (size_t i = 0; i < slots.size(); ++i) {
+        RxBatch::Slot& slot = slots[i];
+        slot.iov = iovec{slot.buffer.data(), slot.buffer.size()};
+        msghdr& h = messages[i].msg_hdr;
+        h = msghdr{};
+        h.msg_name = &slot.from;
+        h.msg_namelen = sizeof slot.from;
+        h.msg_iov = &slot.iov;
+        h.msg_iovlen = 1;
+        h.msg_control = slot.control;
+        h.msg_controllen = sizeof slot.control;
+    }
+    int got = -1;
+    do {
+        got = ::recvmmsg(fd_, messages.data(), static_cast<unsigned>(messages.size()), MSG_DONTWAIT, nullptr);
+    } while (got < 0 && errno == EINTR);
+    if (got <= 0) {
+        if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            last_error_ = errno;
+        }
+        return false;
+    }
+    for (int i = 0; i < got; ++i) {
+        RxBatch::Slot& slot = slots[static_cast<size_t>(i)];
+        const msghdr& h = messages[static_cast<size_t>(i)].msg_hdr;
+        const size_t len = messages[static_cast<size_t>(i)].msg_len;
+        if ((h.msg_flags & MSG_TRUNC) != 0) {
+            ++rx_truncated_;
+            continue;
+        }
+        if (slot.from.sll_pkttype == PACKET_OUTGOING || len < ethernet_header_len) {
+            ++rx_filtered_;
+            continue;
+        }
+        wire::MacAddress dst;
+        std::copy_n(slot.buffer.begin(), dst.bytes.size(), dst.bytes.begin());
+        if (dst != mac_ && !dst.is_multicast()) {
+            ++rx_filtered_;  // only if the BPF filter let it through (it should not)
+            continue;
+        }
+        bool checksum_partial = false;
+        bool vlan_tagged = false;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
+            if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
+                tpacket_auxdata aux;
+                std::memcpy(&aux, CMSG_DATA(c), sizeof aux);
+                checksum_partial = (aux.tp_status & TP_STATUS_CSUMNOTREADY) != 0;
+                vlan_tagged = (aux.tp_status & TP_STATUS_VLAN_VALID) != 0 && (aux.tp_vlan_tci & 0x0fff) != 0;  // VLAN 0: priority tag only
+            }
+        }
+        if (vlan_tagged) {
+            // The kernel took the 802.1Q tag off; the stack has no VLANs and
+            // must not mistake the frame for one of the untagged link.
+            ++rx_filtered_;
+            continue;
+        }
+        Frame frame(slot.buffer.begin(), slot.buffer.begin() + static_cast<long>(len));
+        if (checksum_partial && complete_l4_checksum(frame)) {
+            ++checksums_completed_;
+        }
+        ++stats_.rx_frames;
+        stats_.rx_bytes += len;
+        rx_queue_.push_back(std::move(frame));
+    }
+    return true;
+}
+
+}  // namespace ustack::netdev

@@ -1,0 +1,103 @@
+#pragma once
+// A kernel interface used through an AF_PACKET socket: the stack sends and
+// receives raw Ethernet frames on an existing interface (a veth end, a NIC)
+// next to the kernel, under its own MAC address. The kernel keeps the
+// interface; the stack is another host on its link. On a NIC this is how a
+// user-space stack shares a real network; on a veth pair it is the
+// AF_PACKET twin of a TAP.
+//
+// Receive path: a classic BPF filter lets through only frames for our MAC or
+// multicast/broadcast, PACKET_IGNORE_OUTGOING hides our own sends (with a
+// fallback on sll_pkttype), PACKET_ADD_MEMBERSHIP(PACKET_MR_UNICAST) puts
+// our MAC in the NIC's unicast filter (the kernel turns promiscuity on where
+// the driver has no such filter). Frames are read in batches (recvmmsg) into
+// an internal queue.
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "netdev/device_error.h"
+#include "netdev/netdev.h"
+#include "stack/wire/ethernet.h"
+#include "stack/wire/ipv4_address.h"
+
+namespace ustack::netdev {
+
+struct PacketOptions {
+    // The stack's IPv4 address: refused (EADDRINUSE) when the kernel side of
+    // the same interface already has it.
+    std::optional<wire::Ipv4Address> stack_address;
+    // PACKET_MR_PROMISC instead of PACKET_MR_UNICAST for our MAC.
+    bool promiscuous = false;
+    // Frames taken per recvmmsg call.
+    size_t batch = 16;
+    // Largest frame read; a longer one (a GSO super-frame from a local veth
+    // peer larger than this) is dropped and counted in rx_truncated().
+    size_t max_frame_len = 65536 + 64;
+};
+
+class PacketDevice final : public NetDev {
+public:
+    // Errors name the problem: "no such interface 'x'" (ENODEV), "need
+    // CAP_NET_RAW ..." (EPERM), "interface x is down: ip link set x up"
+    // (ENETDOWN), an address already on the kernel side (EADDRINUSE).
+    static DeviceResult<std::unique_ptr<PacketDevice>> open(const std::string& ifname, wire::MacAddress mac,
+                                                           PacketOptions options = {});
+    ~PacketDevice() override;
+
+    PacketDevice(const PacketDevice&) = delete;
+    PacketDevice& operator=(const PacketDevice&) = delete;
+
+    bool send(Instant now, std::span<const uint8_t> frame) override;
+    std::optional<Frame> receive(Instant now) override;
+    int poll_fd() const override { return fd_; }
+    size_t mtu() const override { return mtu_; }
+    wire::MacAddress mac() const override { return mac_; }
+    const DeviceStats& stats() const override { return stats_; }
+
+    const std::string& name() const { return name_; }
+    wire::MacAddress kernel_mac() const { return kernel_mac_; }
+    // Frames whose TCP/UDP checksum the kernel had left to "hardware"
+    // (TP_STATUS_CSUMNOTREADY: sent by the local kernel through a veth with
+    // checksum offload on) and that we completed, as a NIC would have.
+    uint64_t checksums_completed() const { return checksums_completed_; }
+    // Frames skipped: our own sends, frames for other MACs, VLAN-tagged.
+    uint64_t rx_filtered() const { return rx_filtered_; }
+    uint64_t rx_truncated() const { return rx_truncated_; }
+    // Whether the kernel hides our own sends (PACKET_IGNORE_OUTGOING, 4.20+).
+    bool ignores_outgoing() const { return ignore_outgoing_; }
+    int last_error() const { return last_error_; }
+
+private:
+    PacketDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
+                 const PacketOptions& options, bool ignore_outgoing);
+    // Reads one batch into rx_queue_; false when nothing was waiting.
+    bool fill_queue();
+
+    struct RxBatch;  // recvmmsg buffers, defined in the .cpp
+
+    int fd_;
+    std::string name_;
+    wire::MacAddress mac_;
+    wire::MacAddress kernel_mac_;
+    size_t mtu_;
+    bool ignore_outgoing_;
+    std::unique_ptr<RxBatch> rx_;
+    std::deque<Frame> rx_queue_;
+    DeviceStats stats_;
+    uint64_t checksums_completed_ = 0;
+    uint64_t rx_filtered_ = 0;
+    uint64_t rx_truncated_ = 0;
+    int last_error_ = 0;
+};
+
+// Completes the TCP or UDP checksum of an IPv4 frame whose checksum field
+// holds only the pseudo-header sum (CHECKSUM_PARTIAL). Returns false when
+// the frame is not an unfragmented IPv4 TCP/UDP packet it can fix.
+bool complete_l4_checksum(std::span<uint8_t> frame);
+
+}  // namespace ustack::netdev

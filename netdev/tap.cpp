@@ -1,0 +1,176 @@
+#include "netdev/tap.h"
+
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "netdev/linux_interface.h"
+#include "netdev/mac.h"
+
+namespace ustack::netdev {
+namespace {
+
+constexpr size_t ethernet_header_len = wire::EthernetRepr::header_len;
+// Room for anything the tun driver can hand over without a vnet header: a
+// frame is at most MTU + Ethernet header (+ a VLAN tag), and the MTU of a
+// TAP is at most 65535 - header.
+constexpr size_t max_frame_len = 65536 + 64;
+
+// Closes fd unless released: open() has several ways to fail.
+class FdGuard {
+public:
+    explicit FdGuard(int fd) : fd_(fd) {}
+    ~FdGuard() {
+        if (fd_ >= 0) {
+            ::close(fd_);
+        }
+    }
+    FdGuard(const FdGuard&) = delete;
+    FdGuard& operator=(const FdGuard&) = delete;
+    int release() { return std::exchange(fd_, -1); }
+    int get() const { return fd_; }
+
+private:
+    int fd_;
+};
+
+}  // namespace
+
+DeviceResult<std::unique_ptr<TapDevice>> TapDevice::open(const std::string& name, TapOptions options) {
+    if (auto checked = check_interface_name(name); !checked) {
+        return Unexpected<DeviceError>{checked.error()};
+    }
+    // Tell "missing" from "exists" first: TUNSETIFF would silently create it.
+    auto before = query_interface(name);
+    const bool existed = before.has_value();
+    if (!existed && before.error().error.value != ENODEV) {
+        return Unexpected<DeviceError>{before.error()};
+    }
+    if (!existed && !options.create) {
+        return device_fail(ENODEV, "no such interface '" + name +
+                                       "' (create it with: ip tuntap add dev " + name + " mode tap)");
+    }
+    if (existed && options.stack_address) {
+        if (auto ok = check_address_not_on_interface(name, *options.stack_address); !ok) {
+            return Unexpected<DeviceError>{ok.error()};
+        }
+    }
+
+    FdGuard fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
+    if (fd.get() < 0) {
+        const int err = errno;
+        if (err == ENOENT || err == ENXIO || err == ENODEV) {
+            return device_fail(err, "/dev/net/tun is missing: load the tun module (modprobe tun) or create "
+                                    "the node (mknod /dev/net/tun c 10 200)");
+        }
+        if (err == EACCES || err == EPERM) {
+            return device_fail(err, "cannot open /dev/net/tun for TAP " + name +
+                                        ": permission denied (need CAP_NET_ADMIN or access to /dev/net/tun)");
+        }
+        return device_fail(err, "cannot open /dev/net/tun: " + std::string(std::strerror(err)));
+    }
+    ifreq ifr{};
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    std::memcpy(ifr.ifr_name, name.data(), name.size());
+    if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
+        const int err = errno;
+        switch (err) {
+        case EPERM:
+        case EACCES:
+            return device_fail(err, existed ? "need CAP_NET_ADMIN (or to own the persistent TAP) to attach to " +
+                                                  name
+                                            : "need CAP_NET_ADMIN to create TAP " + name);
+        case EINVAL:
+            return device_fail(err, "interface " + name + " exists and is not a TAP device (TUNSETIFF: " +
+                                        std::strerror(err) + ")");
+        case EBUSY:
+            return device_fail(err, "TAP " + name + " is in use by another process");
+        default:
+            return device_fail(err, "TUNSETIFF " + name + ": " + std::strerror(err));
+        }
+    }
+    // The kernel may have changed the name (a pattern like "tap%d").
+    const std::string actual(ifr.ifr_name, ::strnlen(ifr.ifr_name, IFNAMSIZ));
+
+    auto info = query_interface(actual);
+    if (!info) {
+        return Unexpected<DeviceError>{info.error()};
+    }
+    if (!info->is_up()) {
+        if (!options.bring_up) {
+            return Unexpected<DeviceError>{interface_down_error(actual)};
+        }
+        if (auto up = bring_interface_up(actual); !up) {
+            return Unexpected<DeviceError>{up.error()};
+        }
+    }
+    const wire::MacAddress mac = options.mac ? *options.mac : random_local_mac();
+    if (mac.is_multicast() || mac.is_zero()) {
+        return device_fail(EINVAL, "the stack's MAC " + mac.to_string() + " on " + actual +
+                                       " must be a unicast address");
+    }
+    return std::unique_ptr<TapDevice>(
+        new TapDevice(fd.release(), actual, mac, info->kernel_mac, info->mtu, !existed));
+}
+
+TapDevice::TapDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
+                     bool created)
+    : fd_(fd),
+      name_(std::move(name)),
+      mac_(mac),
+      kernel_mac_(kernel_mac),
+      mtu_(mtu),
+      created_(created),
+      rx_buffer_(max_frame_len) {}
+
+TapDevice::~TapDevice() { ::close(fd_); }
+
+bool TapDevice::send(Instant, std::span<const uint8_t> frame) {
+    if (frame.size() > mtu_ + ethernet_header_len || frame.size() < ethernet_header_len) {
+        ++stats_.tx_dropped;
+        return false;
+    }
+    ssize_t n = -1;
+    do {
+        n = ::write(fd_, frame.data(), frame.size());
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(frame.size())) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            last_error_ = errno;
+        }
+        ++stats_.tx_dropped;
+        return false;
+    }
+    ++stats_.tx_frames;
+    stats_.tx_bytes += frame.size();
+    return true;
+}
+
+std::optional<Frame> TapDevice::receive(Instant) {
+    for (;;) {
+        const ssize_t n = ::read(fd_, rx_buffer_.data(), rx_buffer_.size());
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                last_error_ = errno;
+            }
+            return std::nullopt;
+        }
+        if (n == 0) {
+            return std::nullopt;
+        }
+        ++stats_.rx_frames;
+        stats_.rx_bytes += static_cast<uint64_t>(n);
+        return Frame(rx_buffer_.begin(), rx_buffer_.begin() + n);
+    }
+}
+
+}  // namespace ustack::netdev

@@ -1,0 +1,140 @@
+#include "tests/interop/kernel_link.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+#include "netdev/mac.h"
+#include "netdev/pcap_writer.h"
+
+namespace ustack::testing {
+
+std::string link_kind_name(const ::testing::TestParamInfo<LinkKind>& info) {
+    return info.param == LinkKind::Tap ? "Tap" : "AfPacket";
+}
+
+std::vector<uint8_t> pattern_bytes(uint32_t seed, size_t size) {
+    std::vector<uint8_t> v(size);
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < size; ++i) {
+        x = x * 1103515245u + 12345u;
+        // Printable, so that socat's output reads well in a failure message.
+        v[i] = static_cast<uint8_t>('A' + (x >> 16) % 26);
+    }
+    return v;
+}
+
+std::string as_string(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
+
+void KernelLinkTest::start_link(std::optional<std::string> pcap_path) {
+    auto ns = PrivateNetns::enter();
+    if (!ns) {
+        GTEST_SKIP() << "no private network namespace: " << ns.error();
+    }
+    netns_ = std::move(*ns);
+    ASSERT_TRUE(netns_->inside());
+
+    netdev::DeviceResult<std::unique_ptr<netdev::NetDev>> opened = std::unique_ptr<netdev::NetDev>();
+    if (GetParam() == LinkKind::Tap) {
+        if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+            GTEST_SKIP() << "/dev/net/tun is not available (modprobe tun)";
+        }
+        netdev::TapOptions options;
+        options.stack_address = stack_addr;
+        options.mac = netdev::random_local_mac(random_);
+        auto tap = netdev::TapDevice::open(tap_name, options);
+        ASSERT_TRUE(tap) << tap.error().message;
+        tap_ = tap->get();
+        EXPECT_TRUE(tap_->created());
+        EXPECT_NE(tap_->mac(), tap_->kernel_mac());
+        device_ = std::move(*tap);
+        must_run({"ip", "addr", "add", kernel_addr.to_string() + "/24", "dev", tap_name});
+    } else {
+        must_run({"ip", "link", "add", veth_kernel_end, "type", "veth", "peer", "name", veth_stack_end});
+        must_run({"ip", "addr", "add", kernel_addr.to_string() + "/24", "dev", veth_kernel_end});
+        must_run({"ip", "link", "set", veth_kernel_end, "up"});
+        must_run({"ip", "link", "set", veth_stack_end, "up"});
+        netdev::PacketOptions options;
+        options.stack_address = stack_addr;
+        auto packet = netdev::PacketDevice::open(veth_stack_end, netdev::random_local_mac(random_), options);
+        ASSERT_TRUE(packet) << packet.error().message;
+        packet_ = packet->get();
+        EXPECT_NE(packet_->mac(), packet_->kernel_mac());
+        device_ = std::move(*packet);
+    }
+    if (HasFatalFailure()) {
+        return;
+    }
+    if (pcap_path) {
+        auto writer = netdev::PcapWriter::open(std::move(device_), *pcap_path);
+        ASSERT_TRUE(writer) << "pcap " << *pcap_path << ": errno " << writer.error().value;
+        device_ = std::move(*writer);
+    }
+    StackConfig config;
+    config.address = wire::Ipv4Cidr{stack_addr, 24};
+    ASSERT_FALSE(config.validate());
+    stack_ = std::make_unique<Stack>(config, *device_, random_);
+    loop_ = std::make_unique<RealtimeLoop>(*stack_, *device_);
+    stack_->announce(monotonic_now());
+}
+
+void KernelLinkTest::TearDown() {
+    if (stack_ && (HasFailure() || std::getenv("USTACK_INTEROP_VERBOSE") != nullptr)) {
+        std::cerr << "[" << ::testing::UnitTest::GetInstance()->current_test_info()->name() << "] "
+                  << describe_state() << "\n";
+    }
+    // The stack before its device, the device before the namespace.
+    close_stack();
+    netns_.reset();
+}
+
+void KernelLinkTest::close_stack() {
+    loop_.reset();
+    stack_.reset();
+    device_.reset();
+    tap_ = nullptr;
+    packet_ = nullptr;
+}
+
+void KernelLinkTest::must_run(const std::vector<std::string>& argv) {
+    const CommandResult r = netns_->run(argv);
+    std::string command;
+    for (const auto& a : argv) {
+        command += a + " ";
+    }
+    ASSERT_TRUE(r.ok()) << command << ": " << r.describe();
+}
+
+bool KernelLinkTest::run_until(const std::function<bool()>& done, Duration limit) {
+    return loop_->run_for(limit, done);
+}
+
+CommandResult KernelLinkTest::finish(Subprocess& process, Duration limit) {
+    loop_->run_for(limit, [&] { return process.poll_exit().has_value(); });
+    return process.wait(Duration::from_millis(100));
+}
+
+std::string KernelLinkTest::describe_state() const {
+    std::ostringstream out;
+    out << "stack counters:";
+    stack_->counters().for_each([&](std::string_view name, uint64_t value) {
+        if (value != 0) {
+            out << " " << name << "=" << value;
+        }
+    });
+    const netdev::DeviceStats& s = device_->stats();
+    out << "; device rx " << s.rx_frames << " frames, tx " << s.tx_frames << " frames, tx_dropped " << s.tx_dropped;
+    if (packet_ != nullptr) {
+        out << "; af_packet checksums_completed=" << packet_->checksums_completed()
+            << " rx_filtered=" << packet_->rx_filtered() << " rx_truncated=" << packet_->rx_truncated()
+            << " ignores_outgoing=" << packet_->ignores_outgoing();
+    }
+    return out.str();
+}
+
+// Every TEST_P of the fixture, in every file, runs over both links.
+INSTANTIATE_TEST_SUITE_P(Links, KernelLinkTest, ::testing::Values(LinkKind::Tap, LinkKind::AfPacket), link_kind_name);
+
+}  // namespace ustack::testing
