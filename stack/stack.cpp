@@ -172,7 +172,9 @@ void Stack::process_frame(Instant now, wire::ByteSpan bytes) {
         return;
     }
     if (eth.dst != device_.mac() && !eth.dst.is_broadcast()) {
-        counters_.add(Counter::drop_eth_not_for_us);
+        // A real link carries the kernel's IPv6 MLD/ND multicast; keep it
+        // apart from frames for another unicast MAC (a filter problem).
+        counters_.add(eth.dst.is_multicast() ? Counter::drop_eth_multicast : Counter::drop_eth_not_for_us);
         return;
     }
     switch (eth.ethertype) {

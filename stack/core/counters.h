@@ -14,6 +14,7 @@ namespace ustack {
     X(tx_frames, "frames handed to the device")                                            \
     X(drop_eth_truncated, "dropped: Ethernet frame shorter than its header")               \
     X(drop_eth_not_for_us, "dropped: destination MAC neither ours nor broadcast")          \
+    X(drop_eth_multicast, "dropped: multicast frame (no multicast groups are joined; e.g. IPv6 MLD)") \
     X(drop_eth_own_source, "dropped: frame carrying our own source MAC (looped back)")     \
     X(drop_eth_unknown_type, "dropped: EtherType we do not handle (IPv6, VLAN, ...)")      \
     X(drop_arp_malformed, "dropped: ARP packet truncated or with bad lengths")             \
