@@ -70,7 +70,7 @@ std::optional<uint32_t> TimeWaitTable::index_find(const FourTuple& t) const {
         if (slot == 0) {
             return std::nullopt;
         }
-        if (tuple_of(records_[slot - 1]) == t) {
+        if (tuple_of(rec(slot - 1)) == t) {
             return slot - 1;
         }
     }
@@ -81,7 +81,7 @@ void TimeWaitTable::index_insert(uint32_t record) {
         index_grow();
     }
     const size_t mask = index_.size() - 1;
-    size_t i = hash(tuple_of(records_[record])) & mask;
+    size_t i = hash(tuple_of(rec(record))) & mask;
     while (index_[i] != 0) {
         i = (i + 1) & mask;
     }
@@ -94,7 +94,7 @@ void TimeWaitTable::index_grow() {
     const size_t mask = index_.size() - 1;
     for (uint32_t slot : old) {
         if (slot != 0) {
-            size_t i = hash(tuple_of(records_[slot - 1])) & mask;
+            size_t i = hash(tuple_of(rec(slot - 1))) & mask;
             while (index_[i] != 0) {
                 i = (i + 1) & mask;
             }
@@ -106,7 +106,7 @@ void TimeWaitTable::index_grow() {
 void TimeWaitTable::index_erase(uint32_t record) {
     // Linear probing with backward-shift deletion (no tombstones).
     const size_t mask = index_.size() - 1;
-    size_t i = hash(tuple_of(records_[record])) & mask;
+    size_t i = hash(tuple_of(rec(record))) & mask;
     while (index_[i] != record + 1) {
         assert(index_[i] != 0);
         i = (i + 1) & mask;
@@ -117,7 +117,7 @@ void TimeWaitTable::index_erase(uint32_t record) {
         if (index_[j] == 0) {
             break;
         }
-        const size_t home = hash(tuple_of(records_[index_[j] - 1])) & mask;
+        const size_t home = hash(tuple_of(rec(index_[j] - 1))) & mask;
         // Move j back into i unless j's home lies cyclically in (i, j].
         const bool home_between = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (!home_between) {
@@ -131,27 +131,27 @@ void TimeWaitTable::index_erase(uint32_t record) {
 // ------------------------------------------------------------------ deadline list
 
 void TimeWaitTable::list_unlink(uint32_t record) {
-    Record& r = records_[record];
-    (r.prev == none ? head_ : records_[r.prev].next) = r.next;
-    (r.next == none ? tail_ : records_[r.next].prev) = r.prev;
+    Record& r = rec(record);
+    (r.prev == none ? head_ : rec(r.prev).next) = r.next;
+    (r.next == none ? tail_ : rec(r.next).prev) = r.prev;
     r.prev = r.next = none;
 }
 
 void TimeWaitTable::list_insert_sorted(uint32_t record) {
-    Record& r = records_[record];
+    Record& r = rec(record);
     uint32_t after = tail_;
-    while (after != none && records_[after].deadline_us > r.deadline_us) {
-        after = records_[after].prev;
+    while (after != none && rec(after).deadline_us > r.deadline_us) {
+        after = rec(after).prev;
     }
     r.prev = after;
-    r.next = after == none ? head_ : records_[after].next;
-    (r.prev == none ? head_ : records_[r.prev].next) = record;
-    (r.next == none ? tail_ : records_[r.next].prev) = record;
+    r.next = after == none ? head_ : rec(after).next;
+    (r.prev == none ? head_ : rec(r.prev).next) = record;
+    (r.next == none ? tail_ : rec(r.next).prev) = record;
 }
 
 void TimeWaitTable::reschedule(uint32_t record, Instant now, Duration duration) {
     list_unlink(record);
-    records_[record].deadline_us = (now + duration).micros();
+    rec(record).deadline_us = (now + duration).micros();
     list_insert_sorted(record);
 }
 
@@ -168,15 +168,8 @@ bool TimeWaitTable::insert(Instant now, const TimeWaitState& state, TimeWaitSubs
         return false;
     }
     ports_.to_time_wait(reservation);
-    uint32_t id;
-    if (free_head_ != none) {
-        id = free_head_;
-        free_head_ = records_[id].next;
-    } else {
-        id = static_cast<uint32_t>(records_.size());
-        records_.emplace_back();
-    }
-    Record& r = records_[id];
+    const uint32_t id = allocate_record();
+    Record& r = rec(id);
     r = Record{};
     r.local_addr = state.tuple.local.to_u32();
     r.remote_addr = state.tuple.remote.to_u32();
@@ -219,26 +212,38 @@ bool TimeWaitTable::insert(Instant now, const TimeWaitState& state, TimeWaitSubs
     return true;
 }
 
+uint32_t TimeWaitTable::allocate_record() {
+    if (free_head_ != none) {
+        const uint32_t id = free_head_;
+        free_head_ = rec(id).next;
+        return id;
+    }
+    if ((allocated_ >> chunk_bits) == chunks_.size()) {
+        chunks_.push_back(std::make_unique<Record[]>(chunk_size));
+    }
+    return allocated_++;
+}
+
 void TimeWaitTable::remove(uint32_t record) {
     index_erase(record);
     list_unlink(record);
-    ports_.release(reservation_of(records_[record]));
-    records_[record].bits = 0;
-    records_[record].next = free_head_;
+    ports_.release(reservation_of(rec(record)));
+    rec(record).bits = 0;
+    rec(record).next = free_head_;
     free_head_ = record;
     --live_;
 }
 
 void TimeWaitTable::kill(Handle entry) {
-    if (entry < records_.size() && records_[entry].has(Record::live_bit)) {
+    if (entry < allocated_ && rec(entry).has(Record::live_bit)) {
         remove(entry);
     }
 }
 
 size_t TimeWaitTable::kill_matching(wire::Ipv4Address address, uint16_t port) {
     std::vector<uint32_t> victims;
-    for (uint32_t i = head_; i != none; i = records_[i].next) {
-        const Record& r = records_[i];
+    for (uint32_t i = head_; i != none; i = rec(i).next) {
+        const Record& r = rec(i);
         if ((r.local_addr == address.to_u32() && r.local_port == port) ||
             (r.remote_addr == address.to_u32() && r.remote_port == port)) {
             victims.push_back(i);
@@ -254,7 +259,7 @@ size_t TimeWaitTable::kill_matching(wire::Ipv4Address address, uint16_t port) {
 std::optional<TimeWaitTable::Handle> TimeWaitTable::find(const FourTuple& tuple) const { return index_find(tuple); }
 
 void TimeWaitTable::poll(Instant now) {
-    while (head_ != none && records_[head_].deadline_us <= now.micros()) {
+    while (head_ != none && rec(head_).deadline_us <= now.micros()) {
         ++counters_.expired;
         remove(head_);
     }
@@ -264,11 +269,12 @@ std::optional<Instant> TimeWaitTable::poll_at() const {
     if (head_ == none) {
         return std::nullopt;
     }
-    return Instant::from_micros(records_[head_].deadline_us);
+    return Instant::from_micros(rec(head_).deadline_us);
 }
 
 size_t TimeWaitTable::memory_bytes() const {
-    return records_.capacity() * sizeof(Record) + index_.capacity() * sizeof(uint32_t);
+    return chunks_.size() * chunk_size * sizeof(Record) + chunks_.capacity() * sizeof(void*) +
+           index_.capacity() * sizeof(uint32_t);
 }
 
 // ------------------------------------------------------------------ segment processing
@@ -295,7 +301,7 @@ bool TimeWaitTable::oow_rate_limited(Record& r, Instant now, const wire::TcpRepr
 TimeWaitVerdict TimeWaitTable::process(Handle entry, Instant now, const wire::TcpRepr& seg, size_t payload_len) {
     using Action = TimeWaitVerdict::Action;
     TimeWaitVerdict verdict;
-    Record& r = records_[entry];
+    Record& r = rec(entry);
     const bool rst = seg.has(wire::tcp_flags::RST);
     const bool syn = seg.has(wire::tcp_flags::SYN);
     const bool ack = seg.has(wire::tcp_flags::ACK);
@@ -411,7 +417,7 @@ TimeWaitVerdict TimeWaitTable::process(Handle entry, Instant now, const wire::Tc
 }
 
 wire::TcpRepr TimeWaitTable::ack_for(Handle entry, Instant now) const {
-    const Record& r = records_[entry];
+    const Record& r = rec(entry);
     wire::TcpRepr ack;
     ack.src_port = r.local_port;
     ack.dst_port = r.remote_port;
@@ -432,7 +438,7 @@ std::optional<TimeWaitTable::Reuse> TimeWaitTable::take_for_reuse(const FourTupl
     if (!found) {
         return std::nullopt;
     }
-    const Record& r = records_[*found];
+    const Record& r = rec(*found);
     int reuse = tunables_.tcp_tw_reuse;
     if (reuse == 2 && !tuple.local.is_loopback() && !tuple.remote.is_loopback()) {
         reuse = 0;  // 2 = loopback only

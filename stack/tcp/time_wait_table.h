@@ -8,6 +8,7 @@
 // index (load <= 1/2), an intrusive deadline list: ~64 bytes an entry.
 // Lookup by 4-tuple, insert, expiry and reuse are O(1).
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -124,8 +125,8 @@ public:
     };
     template <typename F>
     void for_each(F&& f) const {
-        for (uint32_t i = head_; i != none; i = records_[i].next) {
-            const Record& r = records_[i];
+        for (uint32_t i = head_; i != none; i = rec(i).next) {
+            const Record& r = rec(i);
             f(View{tuple_of(r), r.substate(), Instant::from_micros(r.deadline_us)});
         }
     }
@@ -168,6 +169,14 @@ private:
     };
     static_assert(sizeof(Record) == 56, "TIME_WAIT record must stay compact");
 
+    // Records live in fixed chunks, not one growing vector: no doubling
+    // slack, and a record's address never changes.
+    static constexpr uint32_t chunk_bits = 12;
+    static constexpr uint32_t chunk_size = 1u << chunk_bits;
+    Record& rec(uint32_t i) { return chunks_[i >> chunk_bits][i & (chunk_size - 1)]; }
+    const Record& rec(uint32_t i) const { return chunks_[i >> chunk_bits][i & (chunk_size - 1)]; }
+    uint32_t allocate_record();
+
     static FourTuple tuple_of(const Record& r);
     static uint32_t to_ms(Instant t) { return static_cast<uint32_t>(t.micros() / 1000); }
     ports::Reservation reservation_of(const Record& r) const;
@@ -185,7 +194,8 @@ private:
     const Tunables& tunables_;
     ports::PortManager& ports_;
     uint64_t hash_seed_;
-    std::vector<Record> records_;
+    std::vector<std::unique_ptr<Record[]>> chunks_;
+    uint32_t allocated_ = 0;  // records ever handed out (high-water mark)
     uint32_t free_head_ = none;
     std::vector<uint32_t> index_;  // record + 1; 0 = empty slot (linear probing)
     uint32_t head_ = none;         // earliest deadline

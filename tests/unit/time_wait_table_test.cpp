@@ -318,7 +318,7 @@ TEST(TimeWait, AMillionEntriesAtUnderSixtyFourBytesEach) {
     const double per_entry = static_cast<double>(table.memory_bytes()) / 1e6;
     std::printf("TIME_WAIT table: %.1f bytes per entry at 1M entries (+ %zu bytes of port table)\n", per_entry,
                 ports.memory_bytes());
-    EXPECT_LE(per_entry, 64.0 + 8.0) << "record 56 B + index at load 1/2..1/4";
+    EXPECT_LE(per_entry, 65.0) << "record 56 B + a 4-byte index slot at load >= 1/2 (64.6 measured)";
     table.poll(now + Duration::from_secs(60));
     EXPECT_EQ(table.size(), 0u);
     EXPECT_EQ(ports.owner_count(ports::Protocol::Tcp, 32768), 0u);
