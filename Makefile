@@ -19,7 +19,8 @@ SANFLAGS :=
 OPTFLAGS := -O2 -g
 endif
 
-CXXFLAGS := -std=c++20 -Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor -I. $(OPTFLAGS) $(SANFLAGS) -MMD -MP
+# -fPIC: the same core objects also go into the preload library libustack.so.
+CXXFLAGS := -std=c++20 -Wall -Wextra -Werror -Wshadow -Wnon-virtual-dtor -fPIC -I. $(OPTFLAGS) $(SANFLAGS) -MMD -MP
 LDFLAGS  := $(SANFLAGS)
 
 # Debian packages the build and the tests need. `make deps` installs what is
@@ -42,9 +43,23 @@ INTEROP_SRCS := $(shell find tests/interop tests/support -name '*.cpp' 2>/dev/nu
 INTEROP_OBJS := $(INTEROP_SRCS:%.cpp=$(BUILD)/obj/%.o)
 INTEROP_BIN  := $(BUILD)/bin/ustack_interop_tests
 
+# Host, shim and launcher: the preload library, the tools, and the shim
+# tests (unmodified programs under ustack-run in a private namespace, with
+# their own test programs in tests/shim/programs).
+SHIM_SRCS      := $(wildcard shim/*.cpp)
+SHIM_OBJS      := $(SHIM_SRCS:%.cpp=$(BUILD)/obj/%.o)
+SHIM_LIB       := $(BUILD)/lib/libustack.so
+TOOL_BINS      := $(BUILD)/bin/ustack-run $(BUILD)/bin/ustackd $(BUILD)/bin/ustackctl
+SHIM_TEST_SRCS := $(sort $(wildcard tests/shim/*.cpp) $(wildcard tests/support/*.cpp))
+SHIM_TEST_OBJS := $(SHIM_TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
+SHIM_TEST_BIN  := $(BUILD)/bin/ustack_shim_tests
+SHIM_PROG_SRCS := $(wildcard tests/shim/programs/*.cpp)
+SHIM_PROG_BINS := $(SHIM_PROG_SRCS:tests/shim/programs/%.cpp=$(BUILD)/bin/shim_prog_%)
+
 .PHONY: all deps test demo bench clean
 
 all: deps $(CORE_LIB) $(TEST_BIN) $(INTEROP_BIN)
+all: $(SHIM_LIB) $(TOOL_BINS) $(SHIM_TEST_BIN) $(SHIM_PROG_BINS)
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -71,9 +86,35 @@ $(INTEROP_BIN): $(INTEROP_OBJS) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $(INTEROP_OBJS) $(CORE_LIB) -lgtest -lgtest_main -pthread
 
+$(SHIM_LIB): $(SHIM_OBJS) $(CORE_LIB) shim/libustack.map
+	@mkdir -p $(dir $@)
+	$(CXX) -shared $(LDFLAGS) -Wl,--version-script=shim/libustack.map -Wl,-z,defs -o $@ $(SHIM_OBJS) $(CORE_LIB) -ldl -pthread
+
+$(BUILD)/bin/ustack-run: $(BUILD)/obj/tools/ustack_run.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $< $(CORE_LIB) -pthread
+
+$(BUILD)/bin/ustackd: $(BUILD)/obj/tools/ustackd.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $< $(CORE_LIB) -pthread
+
+$(BUILD)/bin/ustackctl: $(BUILD)/obj/tools/ustackctl.o $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $< $(CORE_LIB) -pthread
+
+$(SHIM_TEST_BIN): $(SHIM_TEST_OBJS) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $(SHIM_TEST_OBJS) $(CORE_LIB) -lgtest -lgtest_main -pthread
+
+# Plain socket-API programs run under ustack-run (no ustack code linked in).
+$(BUILD)/bin/shim_prog_%: $(BUILD)/obj/tests/shim/programs/%.o
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $<
+
 test: all
 	$(TEST_BIN) --gtest_brief=1
 	$(INTEROP_BIN) --gtest_brief=1
+	$(SHIM_TEST_BIN) --gtest_brief=1
 
 demo: all
 	@echo "make demo: not yet — the shim and launcher (issue 'Host, shim and launcher') do not exist yet."
@@ -91,4 +132,5 @@ bench: all $(BENCH_BINS)
 clean:
 	rm -rf build build-sanitize
 
--include $(CORE_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(INTEROP_OBJS:.o=.d)
+-include $(CORE_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(INTEROP_OBJS:.o=.d) \
+	$(SHIM_OBJS:.o=.d) $(SHIM_TEST_OBJS:.o=.d) $(SHIM_PROG_SRCS:%.cpp=$(BUILD)/obj/%.d) $(BUILD)/obj/tools/*.d

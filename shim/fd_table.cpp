@@ -1,0 +1,83 @@
+#include "shim/fd_table.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace ustack::shim {
+
+FdTable& fd_table() {
+    // Never destroyed: wrappers may run during and after static destruction.
+    static FdTable* table = new FdTable();
+    return *table;
+}
+
+FdEntry* FdTable::get(int fd, bool create) {
+    if (fd < 0 || fd > max_fd) {
+        return nullptr;
+    }
+    const int c = fd >> chunk_bits;
+    FdEntry* chunk = chunks_[c].load(std::memory_order_acquire);
+    if (chunk == nullptr) {
+        if (!create) {
+            return nullptr;
+        }
+        std::lock_guard<std::mutex> guard(mutex_);
+        chunk = chunks_[c].load(std::memory_order_acquire);
+        if (chunk == nullptr) {
+            chunk = new (std::nothrow) FdEntry[chunk_size];
+            if (chunk == nullptr) {
+                return nullptr;
+            }
+            chunks_[c].store(chunk, std::memory_order_release);
+        }
+    }
+    return &chunk[fd & (chunk_size - 1)];
+}
+
+void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
+    FdEntry* e = get(fd, kind != FdKind::Unknown);
+    if (e == nullptr) {
+        return;
+    }
+    std::lock_guard<std::mutex> guard(mutex_);
+    e->domain = static_cast<uint8_t>(domain);
+    e->type = static_cast<uint8_t>(type);
+    e->connected = static_cast<int8_t>(connected);
+    for (LocalOption& o : e->local_options) {
+        o = LocalOption{};
+    }
+    e->kind.store(static_cast<uint8_t>(kind), std::memory_order_release);
+}
+
+void FdTable::clear(int fd) {
+    FdEntry* e = get(fd, false);
+    if (e != nullptr && e->get_kind() != FdKind::Unknown) {
+        e->kind.store(static_cast<uint8_t>(FdKind::Unknown), std::memory_order_release);
+    }
+}
+
+void FdTable::copy(int from, int to) {
+    FdEntry* src = get(from, false);
+    const FdKind kind = src == nullptr ? FdKind::Unknown : src->get_kind();
+    if (kind == FdKind::Unknown) {
+        clear(to);
+        return;
+    }
+    // A copy of a candidate is the same kernel socket; if the original
+    // moves to ustack the copy stays what it is: a kernel socket.
+    const FdKind copied = kind == FdKind::Candidate ? FdKind::Kernel : kind;
+    FdEntry* dst = get(to, true);
+    if (dst == nullptr) {
+        return;
+    }
+    std::lock_guard<std::mutex> guard(mutex_);
+    dst->domain = src->domain;
+    dst->type = src->type;
+    dst->connected = src->connected;
+    for (int i = 0; i < FdEntry::max_local_options; ++i) {
+        dst->local_options[i] = src->local_options[i];
+    }
+    dst->kind.store(static_cast<uint8_t>(copied), std::memory_order_release);
+}
+
+}  // namespace ustack::shim

@@ -1,0 +1,73 @@
+#pragma once
+// What the shim knows about each fd of the process, indexed by fd number.
+//
+// - Unknown: never seen (inherited, received over SCM_RIGHTS, opened by a
+//   call we do not intercept). A socket call on it classifies it once.
+// - Kernel: a kernel fd the shim leaves alone.
+// - Candidate: an AF_INET/AF_INET6 socket created through socket(), still a
+//   kernel socket: bind/connect/listen/sendto decide whether it moves to
+//   ustack. Its options live in the kernel socket and are read back at the
+//   swap (no separate record to keep in sync).
+// - Ustack: the fd is the app end of a ustack socketpair.
+//
+// The table is process memory: fork copies it; exec loses it, and the new
+// image rebuilds it from the fds themselves (identify(): the host end of a
+// ustack socketpair is bound to a name that says so, see protocol.h).
+// Entries are changed under a lock and read lock-free (kind is atomic and
+// published last).
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+
+namespace ustack::shim {
+
+enum class FdKind : uint8_t { Unknown = 0, Kernel = 1, Candidate = 2, Ustack = 3 };
+
+// A few IPPROTO_IP/IPV6 and SOL_SOCKET options the shim answers itself on
+// ustack sockets (IP_TOS, IPV6_V6ONLY, SO_BROADCAST...): set values are
+// kept here so that getsockopt returns them.
+struct LocalOption {
+    int level = 0;
+    int name = 0;
+    int value = 0;
+};
+
+struct FdEntry {
+    std::atomic<uint8_t> kind{0};
+    uint8_t domain = 0;      // AF_INET / AF_INET6
+    uint8_t type = 0;        // SOCK_DGRAM / SOCK_STREAM
+    int8_t connected = -1;   // UDP: -1 unknown (ask the host), 0, 1
+    static constexpr int max_local_options = 6;
+    LocalOption local_options[max_local_options];
+
+    FdKind get_kind() const { return static_cast<FdKind>(kind.load(std::memory_order_acquire)); }
+};
+
+class FdTable {
+public:
+    static constexpr int chunk_bits = 10;
+    static constexpr int chunk_size = 1 << chunk_bits;
+    static constexpr int max_chunks = 1024;  // fds up to 1,048,575
+    static constexpr int max_fd = chunk_size * max_chunks - 1;
+
+    // nullptr for an fd out of range; creates the chunk when `create`.
+    FdEntry* get(int fd, bool create);
+    FdKind kind(int fd) {
+        FdEntry* e = get(fd, false);
+        return e == nullptr ? FdKind::Unknown : e->get_kind();
+    }
+    void set(int fd, FdKind kind, int domain = 0, int type = 0, int connected = -1);
+    void clear(int fd);
+    // dup/dup2/dup3/F_DUPFD: `to` becomes what `from` is.
+    void copy(int from, int to);
+
+    std::mutex& lock() { return mutex_; }
+
+private:
+    std::atomic<FdEntry*> chunks_[max_chunks] = {};
+    std::mutex mutex_;
+};
+
+FdTable& fd_table();
+
+}  // namespace ustack::shim

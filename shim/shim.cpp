@@ -1,0 +1,1505 @@
+// libustack.so: the LD_PRELOAD shim. Moves a program's IPv4 (and dual-stack
+// IPv6) sockets onto ustack; everything else stays with the kernel.
+//
+// Each wrapper: init guard (resolve the real functions once) → re-entry
+// guard (calls made by the shim itself, and by the inproc host thread, go
+// straight to libc) → fd lookup → the ustack path for ustack fds, else the
+// real call. No exception crosses the C ABI: errors are -1/errno.
+//
+// See stack/host/protocol.h for the wire formats and DESIGN.md for the
+// model (a socket stays a kernel socket until bind/connect/sendto shows
+// its address is ustack's; then the fd is swapped with dup3 for the app end
+// of a socketpair served by the host).
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "shim/fd_table.h"
+#include "shim/intercepted.h"
+#include "stack/host/client.h"
+#include "stack/host/host.h"
+#include "stack/host/host_config.h"
+#include "stack/host/protocol.h"
+
+namespace ustack::shim {
+
+RealFunctions real;
+
+namespace {
+
+using host::DatagramHeader;
+using host::DatagramKind;
+using host::Op;
+using host::Reply;
+using host::Request;
+using host::SocketAction;
+
+// ------------------------------------------------------------ guards
+
+// Non-zero while the shim itself (or the inproc host thread) runs: its
+// own socket calls must reach libc, not the wrappers.
+__attribute__((tls_model("initial-exec"))) thread_local int in_shim = 0;
+
+struct ShimScope {
+    ShimScope() { ++in_shim; }
+    ~ShimScope() { --in_shim; }
+    ShimScope(const ShimScope&) = delete;
+    ShimScope& operator=(const ShimScope&) = delete;
+};
+
+std::atomic<bool> resolved{false};
+
+void ensure_resolved() {
+    if (!resolved.load(std::memory_order_acquire)) {
+        resolve_real_functions();
+    }
+}
+
+// ------------------------------------------------------------ configuration
+
+struct Config {
+    bool enabled = false;
+    std::string device;
+    host::HostMode mode = host::HostMode::Daemon;
+    uint32_t address = 0;  // host order
+    uint32_t netmask = 0;
+    bool has_gateway = false;
+    std::string daemon_path;
+};
+
+Config& config() {
+    static Config* c = new Config();
+    return *c;
+}
+
+std::once_flag config_once;
+
+void message_once(std::atomic<bool>& flag, const std::string& text) {
+    if (!flag.exchange(true)) {
+        const std::string line = "ustack: " + text + "\n";
+        (void)!real.write(2, line.data(), line.size());
+    }
+}
+
+std::atomic<bool> config_warned{false};
+std::atomic<bool> host_warned{false};
+
+void scan_inherited_fds();
+
+void load_config() {
+    Config& c = config();
+    host::HostConfig hc;
+    if (auto error = hc.load_environment()) {
+        message_once(config_warned, *error + "; sockets stay with the kernel");
+        return;
+    }
+    if (!hc.address) {
+        return;  // not under ustack-run: the shim stays out of the way
+    }
+    c.device = hc.device;
+    c.mode = hc.mode;
+    c.address = hc.address->address.to_u32();
+    c.netmask = hc.address->netmask();
+    c.has_gateway = hc.gateway.has_value();
+    if (const char* d = std::getenv("USTACK_DAEMON")) {
+        c.daemon_path = d;
+    } else {
+        // Next to the library: build/lib/libustack.so → build/bin/ustackd.
+        Dl_info info{};
+        if (::dladdr(reinterpret_cast<void*>(&load_config), &info) != 0 && info.dli_fname != nullptr) {
+            std::string p = info.dli_fname;
+            const size_t slash = p.rfind('/');
+            c.daemon_path = (slash == std::string::npos ? std::string(".") : p.substr(0, slash)) + "/../bin/ustackd";
+        }
+    }
+    c.enabled = true;
+}
+
+void ensure_config() {
+    std::call_once(config_once, [] {
+        load_config();
+        if (config().enabled) {
+            scan_inherited_fds();
+        }
+    });
+}
+
+// A destination ustack routes: its subnet (and its own address), or
+// anything but loopback when a gateway is set.
+bool ustack_destination(uint32_t addr) {
+    const Config& c = config();
+    if (addr == 0 || (addr >> 24) == 127) {
+        return false;
+    }
+    if (addr == c.address || (addr & c.netmask) == (c.address & c.netmask)) {
+        return true;
+    }
+    return c.has_gateway;
+}
+
+// A local address ustack owns for bind: its own, or the wildcard.
+bool ustack_bind_address(uint32_t addr) { return addr == 0 || addr == config().address; }
+
+// ------------------------------------------------------------ addresses
+
+struct Address {
+    bool unspec = false;     // AF_UNSPEC
+    bool v6_native = false;  // an IPv6 address that is not v4-mapped (nor ::)
+    bool v6_any = false;     // ::
+    uint32_t addr = 0;       // host order
+    uint16_t port = 0;       // host order
+};
+
+// 0 or an errno (EINVAL for a short length, EAFNOSUPPORT for a foreign family).
+int parse_address(const sockaddr* sa, socklen_t len, Address& out) {
+    out = Address{};
+    if (sa == nullptr || len < static_cast<socklen_t>(sizeof(sa_family_t))) {
+        return EINVAL;
+    }
+    switch (sa->sa_family) {
+    case AF_UNSPEC:
+        out.unspec = true;
+        return 0;
+    case AF_INET: {
+        if (len < static_cast<socklen_t>(sizeof(sockaddr_in))) {
+            return EINVAL;
+        }
+        sockaddr_in sin;
+        std::memcpy(&sin, sa, sizeof sin);
+        out.addr = ntohl(sin.sin_addr.s_addr);
+        out.port = ntohs(sin.sin_port);
+        return 0;
+    }
+    case AF_INET6: {
+        if (len < 24) {  // SIN6_LEN_RFC2133: without sin6_scope_id
+            return EINVAL;
+        }
+        sockaddr_in6 sin6{};
+        std::memcpy(&sin6, sa, std::min<size_t>(len, sizeof sin6));
+        out.port = ntohs(sin6.sin6_port);
+        const in6_addr& a = sin6.sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&a)) {
+            uint32_t v4;
+            std::memcpy(&v4, a.s6_addr + 12, 4);
+            out.addr = ntohl(v4);
+        } else if (IN6_IS_ADDR_UNSPECIFIED(&a)) {
+            out.v6_any = true;
+        } else {
+            out.v6_native = true;
+        }
+        return 0;
+    }
+    default:
+        return EAFNOSUPPORT;
+    }
+}
+
+// Writes the address as the socket's family shows it: sockaddr_in, or a
+// v4-mapped sockaddr_in6 (:: for the wildcard) on an AF_INET6 socket.
+void fill_address(int domain, uint32_t addr_be, uint16_t port_be, sockaddr* out, socklen_t* len) {
+    if (out == nullptr || len == nullptr) {
+        return;
+    }
+    if (domain == AF_INET6) {
+        sockaddr_in6 sin6{};
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = port_be;
+        if (addr_be != 0) {
+            sin6.sin6_addr.s6_addr[10] = 0xff;
+            sin6.sin6_addr.s6_addr[11] = 0xff;
+            std::memcpy(sin6.sin6_addr.s6_addr + 12, &addr_be, 4);
+        }
+        std::memcpy(out, &sin6, std::min<size_t>(*len, sizeof sin6));
+        *len = sizeof sin6;
+    } else {
+        sockaddr_in sin{};
+        sin.sin_family = AF_INET;
+        sin.sin_port = port_be;
+        sin.sin_addr.s_addr = addr_be;
+        std::memcpy(out, &sin, std::min<size_t>(*len, sizeof sin));
+        *len = sizeof sin;
+    }
+}
+
+int set_errno(int error) {
+    errno = error;
+    return -1;
+}
+
+// ------------------------------------------------------------ the host connection
+
+struct HostLink {
+    std::mutex mutex;
+    int fd = -1;
+    pid_t pid = 0;  // the process that opened fd (a forked child reconnects)
+    bool have_hello = false;
+    uint32_t capabilities = 0;
+};
+
+HostLink& link() {
+    static HostLink* l = new HostLink();
+    return *l;
+}
+
+// The inproc host: a thread of this process.
+struct InprocHost {
+    std::unique_ptr<host::Host> host;
+    std::thread thread;
+    pid_t pid = 0;
+};
+InprocHost* inproc = nullptr;
+
+int start_inproc_host(std::string* message) {
+    host::HostConfig hc;
+    if (auto error = hc.load_environment()) {
+        *message = *error;
+        return EINVAL;
+    }
+    host::Host::Options options;
+    options.persistent = true;
+    options.inproc = true;
+    auto created = host::Host::create(hc, options);
+    if (!created) {
+        if (created.error().first == EADDRINUSE && created.error().second.find("already running") != std::string::npos) {
+            return 0;  // another process's host serves the device: use it
+        }
+        *message = created.error().second;
+        return created.error().first;
+    }
+    auto* p = new InprocHost();
+    p->host = std::move(*created);
+    p->pid = ::getpid();
+    host::Host* h = p->host.get();
+    p->thread = std::thread([h] {
+        in_shim = 1;  // the host's own syscalls go straight to libc
+        h->run();
+    });
+    inproc = p;
+    return 0;
+}
+
+// Connected control fd, or -errno. Call with link().mutex held.
+int host_fd_locked(std::string* message) {
+    HostLink& l = link();
+    const pid_t self = ::getpid();
+    if (l.fd >= 0 && l.pid == self) {
+        return l.fd;
+    }
+    if (l.fd >= 0) {
+        // Inherited through fork: the parent's conversation, not ours.
+        real.close(l.fd);
+        l.fd = -1;
+    }
+    const Config& c = config();
+    int fd = host::connect_control(c.device);
+    if (fd < 0 && (fd == -ECONNREFUSED || fd == -ENOENT)) {
+        if (c.mode == host::HostMode::Inproc) {
+            if (int err = start_inproc_host(message); err != 0) {
+                return -ENETDOWN;
+            }
+            fd = host::connect_control(c.device);
+        } else {
+            std::string why;
+            fd = host::connect_or_start(c.device, c.daemon_path, {}, &why);
+            if (fd < 0) {
+                *message = why;
+                return -ENETDOWN;
+            }
+        }
+    }
+    if (fd < 0) {
+        *message = std::strerror(-fd);
+        return fd;
+    }
+    l.fd = fd;
+    l.pid = self;
+    if (!l.have_hello) {
+        Request hello;
+        hello.op = Op::Hello;
+        Reply reply;
+        if (host::control_call(fd, hello, -1, reply) == 0 && reply.error == 0) {
+            l.have_hello = true;
+            l.capabilities = reply.flags;
+            if (ntohl(reply.addr) != c.address) {
+                static std::atomic<bool> warned{false};
+                message_once(warned, "the host for " + c.device + " has address " +
+                                         wire::Ipv4Address(ntohl(reply.addr)).to_string() + ", not USTACK_ADDR");
+            }
+        }
+    }
+    return fd;
+}
+
+// One RPC. Returns 0 (the host's answer in reply.error) or an errno when
+// the host cannot be reached (reported once on stderr).
+int call_host(const Request& request, int pass_fd, Reply& reply, int* received_fd = nullptr) {
+    HostLink& l = link();
+    std::lock_guard<std::mutex> guard(l.mutex);
+    std::string message;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        const int fd = host_fd_locked(&message);
+        if (fd < 0) {
+            message_once(host_warned, "cannot reach the ustack host for " + config().device + ": " + message);
+            return -fd == ENETDOWN ? ENETDOWN : ECONNREFUSED;
+        }
+        const int err = host::control_call(fd, request, pass_fd, reply, nullptr, received_fd);
+        if (err == 0) {
+            return 0;
+        }
+        // The host went away (idle exit between two calls): once more.
+        real.close(l.fd);
+        l.fd = -1;
+        message = std::strerror(err);
+    }
+    message_once(host_warned, "lost the ustack host for " + config().device + ": " + message);
+    return ECONNREFUSED;
+}
+
+uint32_t host_capabilities() {
+    Request hello;
+    hello.op = Op::Hello;
+    Reply reply;
+    if (call_host(hello, -1, reply) != 0 || reply.error != 0) {
+        return 0;
+    }
+    return reply.flags;
+}
+
+// A per-socket call: passes the fd itself, the host finds the socket by it.
+// Returns 0 or sets errno and returns -1.
+int socket_call(int fd, Request& request, Reply& reply) {
+    if (int err = call_host(request, fd, reply); err != 0) {
+        return set_errno(err);
+    }
+    if (reply.error != 0) {
+        return set_errno(reply.error);
+    }
+    return 0;
+}
+
+// ------------------------------------------------------------ fd identification
+
+// Whether fd is the app end of a ustack socketpair (after exec, or an fd
+// received from another process): its peer, the host end, has a name that
+// says so.
+void identify(int fd) {
+    sockaddr_un peer{};
+    socklen_t len = sizeof peer;
+    if (real.getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+        if (auto name = host::abstract_name(peer, len)) {
+            if (auto info = host::parse_host_end_name(*name)) {
+                fd_table().set(fd, FdKind::Ustack, info->domain, info->type, -1);
+                return;
+            }
+        }
+    }
+    fd_table().set(fd, FdKind::Kernel);
+}
+
+void scan_inherited_fds() {
+    DIR* dir = ::opendir("/proc/self/fd");
+    if (dir == nullptr) {
+        return;
+    }
+    const int own = ::dirfd(dir);
+    while (dirent* entry = ::readdir(dir)) {
+        char* end = nullptr;
+        const long fd = std::strtol(entry->d_name, &end, 10);
+        if (end == entry->d_name || *end != '\0' || fd == own) {
+            continue;
+        }
+        identify(static_cast<int>(fd));
+    }
+    ::closedir(dir);
+}
+
+// The entry of an fd a socket call is about, classifying an unknown fd
+// first. nullptr for fds out of range.
+FdEntry* socket_entry(int fd) {
+    FdEntry* e = fd_table().get(fd, true);
+    if (e != nullptr && e->get_kind() == FdKind::Unknown) {
+        identify(fd);
+    }
+    return e;
+}
+
+bool is_ustack(FdEntry* e) { return e != nullptr && e->get_kind() == FdKind::Ustack; }
+
+FdEntry* ustack_entry(int fd) {
+    FdEntry* e = fd_table().get(fd, false);
+    return is_ustack(e) ? e : nullptr;
+}
+
+// ------------------------------------------------------------ the swap
+
+// Moves a candidate kernel socket to ustack: the host creates the socket
+// (with the options read back from the kernel socket) and, in the same
+// call, binds or connects it; only on success does the app's fd become the
+// app end (dup3), so a refused bind leaves the kernel socket untouched.
+int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr) {
+    int reuse_addr = 0;
+    int reuse_port = 0;
+    int rcvbuf = 0;
+    socklen_t len = sizeof(int);
+    real.getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse_addr, &len);
+    len = sizeof(int);
+    real.getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuse_port, &len);
+    len = sizeof(int);
+    real.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len);
+    timeval rcvtimeo{};
+    timeval sndtimeo{};
+    len = sizeof rcvtimeo;
+    real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, &len);
+    len = sizeof sndtimeo;
+    real.getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, &len);
+    int broadcast = 0;
+    len = sizeof(int);
+    real.getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &broadcast, &len);
+    const int status_flags = real.fcntl(fd, F_GETFL);
+    const int fd_flags = real.fcntl(fd, F_GETFD);
+
+    Request request;
+    request.op = Op::Socket;
+    request.domain = e.domain;
+    request.type = e.type;
+    request.action = action;
+    request.reuse_addr = reuse_addr != 0;
+    request.reuse_port = reuse_port != 0;
+    request.rcvbuf = rcvbuf;
+    request.addr = htonl(addr.addr);
+    request.port = htons(addr.port);
+    Reply reply;
+    int app_end = -1;
+    if (int err = call_host(request, -1, reply, &app_end); err != 0) {
+        return set_errno(err);
+    }
+    if (reply.error != 0) {
+        if (app_end >= 0) {
+            real.close(app_end);
+        }
+        return set_errno(reply.error);
+    }
+    if (app_end < 0) {
+        return set_errno(EPROTO);
+    }
+    if (real.dup3(app_end, fd, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC) != 0) ? O_CLOEXEC : 0) < 0) {
+        const int err = errno;
+        real.close(app_end);
+        return set_errno(err);
+    }
+    real.close(app_end);
+    if (status_flags >= 0 && (status_flags & O_NONBLOCK) != 0) {
+        real.fcntl(fd, F_SETFL, real.fcntl(fd, F_GETFL) | O_NONBLOCK);
+    }
+    if (rcvtimeo.tv_sec != 0 || rcvtimeo.tv_usec != 0) {
+        real.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, sizeof rcvtimeo);
+    }
+    if (sndtimeo.tv_sec != 0 || sndtimeo.tv_usec != 0) {
+        real.setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+    }
+    const int domain = e.domain;
+    const int type = e.type;
+    fd_table().set(fd, FdKind::Ustack, domain, type, action == SocketAction::Connect ? 1 : 0);
+    if (broadcast != 0) {
+        FdEntry* entry = fd_table().get(fd, false);
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        entry->local_options[0] = LocalOption{SOL_SOCKET, SO_BROADCAST, 1};
+    }
+    return 0;
+}
+
+// Whether a candidate may move at all: UDP always, TCP once the host
+// has a TCP engine. TODO(tcp): the host announces capability_tcp.
+bool can_move(const FdEntry& e) {
+    if (e.type == SOCK_DGRAM) {
+        return true;
+    }
+    return (host_capabilities() & host::capability_tcp) != 0;
+}
+
+bool v6only(int fd, const FdEntry& e) {
+    if (e.domain != AF_INET6) {
+        return false;
+    }
+    int value = 0;
+    socklen_t len = sizeof value;
+    real.getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &value, &len);
+    return value != 0;
+}
+
+// ------------------------------------------------------------ UDP data path
+
+constexpr size_t max_iov = 64;
+
+// Takes a pending socket error (an Error message at the front of the
+// queue) if there is one: 0 or the errno.
+int take_channel_error(int fd) {
+    DatagramHeader header;
+    const ssize_t n = real.recv(fd, &header, sizeof header, MSG_PEEK | MSG_DONTWAIT);
+    if (n == static_cast<ssize_t>(sizeof header) && header.kind == static_cast<uint8_t>(DatagramKind::Error)) {
+        real.recv(fd, &header, sizeof header, MSG_DONTWAIT);
+        return static_cast<int>(header.addr);
+    }
+    return 0;
+}
+
+int8_t connected_state(int fd, FdEntry& e) {
+    if (e.connected < 0) {
+        Request request;
+        request.op = Op::GetPeerName;
+        Reply reply;
+        if (call_host(request, fd, reply) == 0) {
+            e.connected = reply.error == 0 ? 1 : 0;
+        }
+    }
+    return e.connected;
+}
+
+ssize_t udp_send(int fd, FdEntry& e, const iovec* iov, size_t iovcnt, int flags, const sockaddr* dest,
+                 socklen_t dest_len) {
+    if (iovcnt + 1 > max_iov) {
+        return set_errno(EMSGSIZE);
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < iovcnt; ++i) {
+        total += iov[i].iov_len;
+    }
+    if (total > host::max_udp_payload) {
+        return set_errno(EMSGSIZE);
+    }
+    DatagramHeader header;
+    bool has_dest = false;
+    if (dest != nullptr && dest_len > 0) {
+        Address a;
+        if (int err = parse_address(dest, dest_len, a); err != 0) {
+            return set_errno(err);
+        }
+        if (!a.unspec) {
+            if (e.domain == AF_INET && dest->sa_family != AF_INET) {
+                return set_errno(EAFNOSUPPORT);
+            }
+            if (a.v6_native || a.v6_any) {
+                return set_errno(ENETUNREACH);  // ustack serves IPv4 (and v4-mapped) peers only
+            }
+            if (!ustack_destination(a.addr)) {
+                return set_errno(ENETUNREACH);
+            }
+            if (a.port == 0) {
+                return set_errno(EINVAL);
+            }
+            header.flags = host::header_has_address;
+            header.addr = htonl(a.addr);
+            header.port = htons(a.port);
+            has_dest = true;
+        }
+    }
+    if (!has_dest) {
+        if (connected_state(fd, e) != 1) {
+            return set_errno(EDESTADDRREQ);
+        }
+        // A connected socket's pending error (ICMP port unreachable) fails
+        // this send, as in Linux.
+        if (int err = take_channel_error(fd); err != 0) {
+            return set_errno(err);
+        }
+    }
+    iovec v[max_iov];
+    v[0] = iovec{&header, sizeof header};
+    for (size_t i = 0; i < iovcnt; ++i) {
+        v[i + 1] = iov[i];
+    }
+    msghdr msg{};
+    msg.msg_iov = v;
+    msg.msg_iovlen = iovcnt + 1;
+    const ssize_t n = real.sendmsg(fd, &msg, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+    if (n < 0) {
+        return -1;
+    }
+    return n - static_cast<ssize_t>(sizeof header);
+}
+
+ssize_t udp_recv(int fd, FdEntry& e, const iovec* iov, size_t iovcnt, int flags, sockaddr* from, socklen_t* from_len,
+                 int* msg_flags) {
+    if ((flags & MSG_ERRQUEUE) != 0) {
+        return set_errno(EAGAIN);  // no error queue (IP_RECVERR) on ustack sockets
+    }
+    if (iovcnt + 1 > max_iov) {
+        return set_errno(EINVAL);
+    }
+    DatagramHeader header;
+    iovec v[max_iov];
+    v[0] = iovec{&header, sizeof header};
+    for (size_t i = 0; i < iovcnt; ++i) {
+        v[i + 1] = iov[i];
+    }
+    msghdr msg{};
+    msg.msg_iov = v;
+    msg.msg_iovlen = iovcnt + 1;
+    const int pass = flags & (MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_WAITALL);
+    const ssize_t n = real.recvmsg(fd, &msg, pass);
+    if (n <= 0) {
+        return n;  // error, or 0: end of stream (shutdown(SHUT_RD), or the host is gone)
+    }
+    if (static_cast<size_t>(n) < sizeof header) {
+        return set_errno(EIO);
+    }
+    if (header.kind == static_cast<uint8_t>(DatagramKind::Error)) {
+        if ((flags & MSG_PEEK) != 0) {
+            real.recv(fd, &header, sizeof header, MSG_DONTWAIT);  // an error is taken even by a peek
+        }
+        return set_errno(static_cast<int>(header.addr));
+    }
+    if (from != nullptr && from_len != nullptr) {
+        fill_address(e.domain, header.addr, header.port, from, from_len);
+    }
+    if (msg_flags != nullptr) {
+        *msg_flags = msg.msg_flags & MSG_TRUNC;
+    }
+    return n - static_cast<ssize_t>(sizeof header);
+}
+
+int udp_first_datagram_size(int fd) {
+    DatagramHeader header;
+    const ssize_t n = real.recv(fd, &header, sizeof header, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC);
+    if (n < static_cast<ssize_t>(sizeof header) || header.kind != static_cast<uint8_t>(DatagramKind::Data)) {
+        return 0;
+    }
+    return static_cast<int>(n - static_cast<ssize_t>(sizeof header));
+}
+
+// ------------------------------------------------------------ options kept locally
+
+bool local_option(FdEntry& e, int level, int name, int* value) {
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    for (const LocalOption& o : e.local_options) {
+        if (o.level == level && o.name == name && o.level != 0) {
+            *value = o.value;
+            return true;
+        }
+    }
+    return false;
+}
+
+void store_local_option(FdEntry& e, int level, int name, int value) {
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    LocalOption* free_slot = nullptr;
+    for (LocalOption& o : e.local_options) {
+        if (o.level == level && o.name == name && o.level != 0) {
+            o.value = value;
+            return;
+        }
+        if (o.level == 0 && free_slot == nullptr) {
+            free_slot = &o;
+        }
+    }
+    if (free_slot != nullptr) {
+        *free_slot = LocalOption{level, name, value};
+    }
+}
+
+int default_local_option(int level, int name) {
+    if (level == IPPROTO_IP && name == IP_TTL) {
+        return 64;
+    }
+    if (level == IPPROTO_IP && (name == IP_MULTICAST_TTL || name == IP_MULTICAST_LOOP)) {
+        return 1;
+    }
+    if (level == IPPROTO_IP && name == IP_MTU_DISCOVER) {
+        return IP_PMTUDISC_DONT;
+    }
+    return 0;
+}
+
+int write_int_option(int value, void* out, socklen_t* len) {
+    if (out == nullptr || len == nullptr || *len < static_cast<socklen_t>(sizeof(int))) {
+        return set_errno(EINVAL);
+    }
+    std::memcpy(out, &value, sizeof value);
+    *len = sizeof value;
+    return 0;
+}
+
+// ------------------------------------------------------------ the calls
+
+int shim_socket(int domain, int type, int protocol) {
+    const int fd = real.socket(domain, type, protocol);
+    if (fd < 0 || !config().enabled) {
+        return fd;
+    }
+    const int base_type = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const bool inet = domain == AF_INET || domain == AF_INET6;
+    const bool udp = base_type == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP);
+    const bool tcp = base_type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP);
+    fd_table().set(fd, inet && (udp || tcp) ? FdKind::Candidate : FdKind::Kernel, domain, base_type);
+    return fd;
+}
+
+int shim_bind(int fd, const sockaddr* addr, socklen_t len) {
+    FdEntry* e = socket_entry(fd);
+    if (e == nullptr) {
+        return real.bind(fd, addr, len);
+    }
+    const FdKind kind = e->get_kind();
+    if (kind == FdKind::Candidate) {
+        Address a;
+        if (parse_address(addr, len, a) != 0 || a.unspec || a.v6_native ||
+            (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_bind_address(a.addr) ||
+            (a.v6_any && v6only(fd, *e)) || !can_move(*e)) {
+            const int rc = real.bind(fd, addr, len);
+            if (rc == 0) {
+                fd_table().set(fd, FdKind::Kernel, e->domain, e->type);
+            }
+            return rc;
+        }
+        return swap_to_ustack(fd, *e, SocketAction::Bind, a);
+    }
+    if (kind != FdKind::Ustack) {
+        return real.bind(fd, addr, len);
+    }
+    Address a;
+    if (int err = parse_address(addr, len, a); err != 0) {
+        return set_errno(err);
+    }
+    if (e->domain == AF_INET && addr->sa_family != AF_INET) {
+        return set_errno(EAFNOSUPPORT);
+    }
+    if (a.v6_native) {
+        return set_errno(EADDRNOTAVAIL);
+    }
+    Request request;
+    request.op = Op::Bind;
+    request.addr = htonl(a.addr);
+    request.port = htons(a.port);
+    Reply reply;
+    return socket_call(fd, request, reply);
+}
+
+int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
+    FdEntry* e = socket_entry(fd);
+    if (e == nullptr) {
+        return real.connect(fd, addr, len);
+    }
+    const FdKind kind = e->get_kind();
+    if (kind == FdKind::Candidate) {
+        Address a;
+        if (parse_address(addr, len, a) != 0 || a.unspec || a.v6_native || a.v6_any ||
+            (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_destination(a.addr) || !can_move(*e)) {
+            const int rc = real.connect(fd, addr, len);
+            if (rc == 0 || errno == EINPROGRESS) {
+                fd_table().set(fd, FdKind::Kernel, e->domain, e->type);
+            }
+            return rc;
+        }
+        return swap_to_ustack(fd, *e, SocketAction::Connect, a);
+    }
+    if (kind != FdKind::Ustack) {
+        return real.connect(fd, addr, len);
+    }
+    // TODO(tcp): SOCK_STREAM connect (EINPROGRESS / blocking wait).
+    Address a;
+    if (int err = parse_address(addr, len, a); err != 0) {
+        return set_errno(err);
+    }
+    Request request;
+    request.op = Op::Connect;
+    if (a.unspec) {
+        request.family_unspec = 1;
+    } else {
+        if (e->domain == AF_INET && addr->sa_family != AF_INET) {
+            return set_errno(EAFNOSUPPORT);
+        }
+        if (a.v6_native || a.v6_any || !ustack_destination(a.addr)) {
+            return set_errno(ENETUNREACH);
+        }
+        request.addr = htonl(a.addr);
+        request.port = htons(a.port);
+    }
+    Reply reply;
+    if (socket_call(fd, request, reply) < 0) {
+        return -1;
+    }
+    e->connected = a.unspec ? 0 : 1;
+    return 0;
+}
+
+int shim_listen(int fd, int backlog) {
+    FdEntry* e = socket_entry(fd);
+    if (is_ustack(e)) {
+        if (e->type == SOCK_DGRAM) {
+            return set_errno(EOPNOTSUPP);
+        }
+        Request request;  // TODO(tcp)
+        request.op = Op::Listen;
+        request.value = backlog;
+        Reply reply;
+        return socket_call(fd, request, reply);
+    }
+    // TODO(tcp): a candidate TCP socket that listens unbound (or bound to
+    // the wildcard/ustack address) moves to ustack here.
+    return real.listen(fd, backlog);
+}
+
+int shim_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+    FdEntry* e = socket_entry(fd);
+    if (is_ustack(e)) {
+        // TODO(tcp): recvmsg of the listener's message: the connection's
+        // app end (SCM_RIGHTS) + the peer address in a DatagramHeader.
+        return set_errno(EOPNOTSUPP);
+    }
+    return real.accept4(fd, addr, len, flags);
+}
+
+int shim_getsockname(int fd, sockaddr* addr, socklen_t* len) {
+    FdEntry* e = socket_entry(fd);
+    if (!is_ustack(e)) {
+        return real.getsockname(fd, addr, len);
+    }
+    if (addr == nullptr || len == nullptr) {
+        return set_errno(EFAULT);
+    }
+    Request request;
+    request.op = Op::GetSockName;
+    Reply reply;
+    if (socket_call(fd, request, reply) < 0) {
+        return -1;
+    }
+    fill_address(e->domain, reply.addr, reply.port, addr, len);
+    return 0;
+}
+
+int shim_getpeername(int fd, sockaddr* addr, socklen_t* len) {
+    FdEntry* e = socket_entry(fd);
+    if (!is_ustack(e)) {
+        return real.getpeername(fd, addr, len);
+    }
+    if (addr == nullptr || len == nullptr) {
+        return set_errno(EFAULT);
+    }
+    Request request;
+    request.op = Op::GetPeerName;
+    Reply reply;
+    if (socket_call(fd, request, reply) < 0) {
+        if (errno == ENOTCONN) {
+            e->connected = 0;
+        }
+        return -1;
+    }
+    e->connected = 1;
+    fill_address(e->domain, reply.addr, reply.port, addr, len);
+    return 0;
+}
+
+int shim_setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
+    FdEntry* e = socket_entry(fd);
+    if (!is_ustack(e)) {
+        return real.setsockopt(fd, level, name, value, len);
+    }
+    int v = 0;
+    const bool is_int = value != nullptr && len >= static_cast<socklen_t>(sizeof(int));
+    if (is_int) {
+        std::memcpy(&v, value, sizeof v);
+    }
+    if (level == SOL_SOCKET) {
+        switch (name) {
+        case SO_REUSEADDR:
+        case SO_REUSEPORT:
+        case SO_RCVBUF:
+        case SO_RCVBUFFORCE: {
+            if (!is_int) {
+                return set_errno(EINVAL);
+            }
+            Request request;
+            request.op = Op::SetSockOpt;
+            request.level = level;
+            request.name = name;
+            request.value = v;
+            Reply reply;
+            return socket_call(fd, request, reply);
+        }
+        case SO_BROADCAST:
+        case SO_PRIORITY:
+        case SO_MARK:
+        case SO_NO_CHECK:
+        case SO_TIMESTAMP:
+        case SO_TIMESTAMPNS:
+        case SO_BINDTODEVICE:
+            // Kept, not applied (the stack has no use for them yet).
+            if (is_int) {
+                store_local_option(*e, level, name, v);
+            }
+            return 0;
+        default:
+            // SO_SNDBUF, SO_RCVTIMEO, SO_SNDTIMEO, SO_LINGER, SO_KEEPALIVE...
+            // act on the app end itself, where they mean the same thing.
+            return real.setsockopt(fd, level, name, value, len);
+        }
+    }
+    if (level == IPPROTO_IP || level == IPPROTO_IPV6 || level == IPPROTO_UDP) {
+        // TOS, TTL, PMTU discovery, multicast options...: accepted and kept.
+        // TODO: IP_PKTINFO/IP_RECVERR control messages are not produced.
+        if (is_int) {
+            store_local_option(*e, level, name, v);
+        }
+        return 0;
+    }
+    return set_errno(ENOPROTOOPT);
+}
+
+int shim_getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
+    FdEntry* e = socket_entry(fd);
+    if (!is_ustack(e)) {
+        return real.getsockopt(fd, level, name, value, len);
+    }
+    if (level == SOL_SOCKET) {
+        switch (name) {
+        case SO_TYPE:
+            return write_int_option(e->type, value, len);
+        case SO_DOMAIN:
+            return write_int_option(e->domain, value, len);
+        case SO_PROTOCOL:
+            return write_int_option(e->type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP, value, len);
+        case SO_ACCEPTCONN:
+            return write_int_option(0, value, len);  // TODO(tcp): listeners
+        case SO_ERROR:
+            if (int err = take_channel_error(fd); err != 0) {
+                return write_int_option(err, value, len);
+            }
+            [[fallthrough]];
+        case SO_REUSEADDR:
+        case SO_REUSEPORT:
+        case SO_RCVBUF: {
+            if (value == nullptr || len == nullptr || *len < static_cast<socklen_t>(sizeof(int))) {
+                return set_errno(EINVAL);
+            }
+            Request request;
+            request.op = Op::GetSockOpt;
+            request.level = level;
+            request.name = name;
+            Reply reply;
+            if (socket_call(fd, request, reply) < 0) {
+                return -1;
+            }
+            return write_int_option(static_cast<int>(reply.value), value, len);
+        }
+        case SO_BROADCAST:
+        case SO_PRIORITY:
+        case SO_MARK:
+        case SO_NO_CHECK:
+        case SO_TIMESTAMP:
+        case SO_TIMESTAMPNS: {
+            int v = 0;
+            local_option(*e, level, name, &v);
+            return write_int_option(v, value, len);
+        }
+        default:
+            return real.getsockopt(fd, level, name, value, len);
+        }
+    }
+    if (level == IPPROTO_IP || level == IPPROTO_IPV6 || level == IPPROTO_UDP) {
+        int v = default_local_option(level, name);
+        local_option(*e, level, name, &v);
+        return write_int_option(v, value, len);
+    }
+    return set_errno(ENOPROTOOPT);
+}
+
+int shim_shutdown(int fd, int how) {
+    FdEntry* e = socket_entry(fd);
+    if (!is_ustack(e)) {
+        return real.shutdown(fd, how);
+    }
+    if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
+        return set_errno(EINVAL);
+    }
+    // TODO(tcp): a stream socket tells the host (FIN).
+    // UDP: the app end's own shutdown gives Linux's results (recv returns
+    // 0, send fails with EPIPE); the host keeps the socket until close.
+    real.shutdown(fd, how);
+    if (connected_state(fd, *e) != 1) {
+        return set_errno(ENOTCONN);  // inet_shutdown: applied, but ENOTCONN
+    }
+    return 0;
+}
+
+int shim_close(int fd) {
+    fd_table().clear(fd);
+    return real.close(fd);
+}
+
+int shim_close_range(unsigned int first, unsigned int last, int flags) {
+    const int rc = real.close_range != nullptr
+                       ? real.close_range(first, last, flags)
+                       : static_cast<int>(::syscall(SYS_close_range, first, last, flags));
+    if (rc == 0 && (flags & CLOSE_RANGE_CLOEXEC) == 0) {
+        const unsigned int top = std::min<unsigned int>(last, FdTable::max_fd);
+        for (unsigned int fd = first; fd <= top; ++fd) {
+            fd_table().clear(static_cast<int>(fd));
+        }
+    }
+    return rc;
+}
+
+void shim_closefrom(int lowfd) {
+    if (real.closefrom != nullptr) {
+        real.closefrom(lowfd);
+    } else {
+        ::syscall(SYS_close_range, static_cast<unsigned>(lowfd), ~0u, 0);
+    }
+    for (int fd = std::max(lowfd, 0); fd <= FdTable::max_fd; ++fd) {
+        if (fd_table().get(fd, false) == nullptr) {
+            fd |= FdTable::chunk_size - 1;  // skip a chunk never used
+            continue;
+        }
+        fd_table().clear(fd);
+    }
+}
+
+int shim_dup(int fd) {
+    const int rc = real.dup(fd);
+    if (rc >= 0) {
+        fd_table().copy(fd, rc);
+    }
+    return rc;
+}
+
+int shim_dup2(int oldfd, int newfd) {
+    const int rc = real.dup2(oldfd, newfd);
+    if (rc >= 0 && oldfd != newfd) {
+        fd_table().copy(oldfd, rc);
+    }
+    return rc;
+}
+
+int shim_dup3(int oldfd, int newfd, int flags) {
+    const int rc = real.dup3(oldfd, newfd, flags);
+    if (rc >= 0) {
+        fd_table().copy(oldfd, rc);
+    }
+    return rc;
+}
+
+// A candidate about to send to `dest`: moves to ustack when the
+// destination is ustack's. Returns the entry to use (nullptr: kernel path)
+// or sets *error.
+FdEntry* send_target(int fd, const sockaddr* dest, socklen_t dest_len, int* error) {
+    *error = 0;
+    FdEntry* e = socket_entry(fd);
+    if (e == nullptr) {
+        return nullptr;
+    }
+    const FdKind kind = e->get_kind();
+    if (kind == FdKind::Ustack) {
+        return e->type == SOCK_DGRAM ? e : nullptr;  // TODO(tcp): stream sends go straight to the pair
+    }
+    if (kind != FdKind::Candidate || e->type != SOCK_DGRAM || dest == nullptr) {
+        return nullptr;
+    }
+    Address a;
+    if (parse_address(dest, dest_len, a) != 0 || a.unspec || a.v6_native || a.v6_any ||
+        (e->domain == AF_INET && dest->sa_family != AF_INET) || !ustack_destination(a.addr) ||
+        (e->domain == AF_INET6 && v6only(fd, *e))) {
+        fd_table().set(fd, FdKind::Kernel, e->domain, e->type);  // the kernel autobinds it now
+        return nullptr;
+    }
+    if (swap_to_ustack(fd, *e, SocketAction::None, a) < 0) {
+        *error = errno;
+        return nullptr;
+    }
+    return e;
+}
+
+ssize_t shim_sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* addr, socklen_t alen) {
+    int error = 0;
+    FdEntry* e = send_target(fd, addr, alen, &error);
+    if (error != 0) {
+        return set_errno(error);
+    }
+    if (e == nullptr) {
+        return real.sendto(fd, buf, len, flags, addr, alen);
+    }
+    iovec v{const_cast<void*>(buf), len};
+    return udp_send(fd, *e, &v, 1, flags, addr, alen);
+}
+
+ssize_t shim_send(int fd, const void* buf, size_t len, int flags) {
+    FdEntry* e = ustack_entry(fd);
+    if (e == nullptr || e->type != SOCK_DGRAM) {
+        return real.send(fd, buf, len, flags);
+    }
+    iovec v{const_cast<void*>(buf), len};
+    return udp_send(fd, *e, &v, 1, flags, nullptr, 0);
+}
+
+ssize_t shim_sendmsg(int fd, const msghdr* msg, int flags) {
+    if (msg == nullptr) {
+        return real.sendmsg(fd, msg, flags);
+    }
+    int error = 0;
+    FdEntry* e = send_target(fd, static_cast<const sockaddr*>(msg->msg_name), msg->msg_namelen, &error);
+    if (error != 0) {
+        return set_errno(error);
+    }
+    if (e == nullptr) {
+        return real.sendmsg(fd, msg, flags);
+    }
+    return udp_send(fd, *e, msg->msg_iov, msg->msg_iovlen, flags, static_cast<const sockaddr*>(msg->msg_name),
+                    msg->msg_namelen);
+}
+
+int shim_sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags) {
+    if (vec == nullptr || vlen == 0) {
+        return real.sendmmsg(fd, vec, vlen, flags);
+    }
+    int error = 0;
+    FdEntry* e = send_target(fd, static_cast<const sockaddr*>(vec[0].msg_hdr.msg_name), vec[0].msg_hdr.msg_namelen,
+                             &error);
+    if (error != 0) {
+        return set_errno(error);
+    }
+    if (e == nullptr) {
+        return real.sendmmsg(fd, vec, vlen, flags);
+    }
+    unsigned int sent = 0;
+    for (; sent < vlen; ++sent) {
+        const msghdr& m = vec[sent].msg_hdr;
+        const ssize_t n = udp_send(fd, *e, m.msg_iov, m.msg_iovlen, flags, static_cast<const sockaddr*>(m.msg_name),
+                                   m.msg_namelen);
+        if (n < 0) {
+            if (sent == 0) {
+                return -1;
+            }
+            break;
+        }
+        vec[sent].msg_len = static_cast<unsigned int>(n);
+    }
+    return static_cast<int>(sent);
+}
+
+FdEntry* udp_entry(int fd) {
+    FdEntry* e = ustack_entry(fd);
+    return e != nullptr && e->type == SOCK_DGRAM ? e : nullptr;
+}
+
+// recv/recvfrom/recvmsg on an fd the table does not know yet classify it
+// (a socket call); read/readv do not (every file would pay for it).
+FdEntry* udp_entry_classify(int fd) {
+    FdEntry* e = socket_entry(fd);
+    return is_ustack(e) && e->type == SOCK_DGRAM ? e : nullptr;
+}
+
+ssize_t shim_recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* addr, socklen_t* alen) {
+    FdEntry* e = udp_entry_classify(fd);
+    if (e == nullptr) {
+        return real.recvfrom(fd, buf, len, flags, addr, alen);
+    }
+    iovec v{buf, len};
+    return udp_recv(fd, *e, &v, 1, flags, addr, alen, nullptr);
+}
+
+ssize_t shim_recv(int fd, void* buf, size_t len, int flags) {
+    FdEntry* e = udp_entry_classify(fd);
+    if (e == nullptr) {
+        return real.recv(fd, buf, len, flags);
+    }
+    iovec v{buf, len};
+    return udp_recv(fd, *e, &v, 1, flags, nullptr, nullptr, nullptr);
+}
+
+ssize_t shim_recvmsg(int fd, msghdr* msg, int flags) {
+    FdEntry* e = msg == nullptr ? nullptr : udp_entry_classify(fd);
+    if (e == nullptr) {
+        return real.recvmsg(fd, msg, flags);
+    }
+    int msg_flags = 0;
+    socklen_t name_len = msg->msg_namelen;
+    const ssize_t n = udp_recv(fd, *e, msg->msg_iov, msg->msg_iovlen, flags,
+                               static_cast<sockaddr*>(msg->msg_name), msg->msg_name != nullptr ? &name_len : nullptr,
+                               &msg_flags);
+    if (n >= 0) {
+        if (msg->msg_name != nullptr) {
+            msg->msg_namelen = name_len;
+        }
+        msg->msg_controllen = 0;  // no control messages (IP_PKTINFO...) yet
+        msg->msg_flags = msg_flags;
+    }
+    return n;
+}
+
+int shim_recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* timeout) {
+    FdEntry* e = vec == nullptr ? nullptr : udp_entry_classify(fd);
+    if (e == nullptr) {
+        return real.recvmmsg(fd, vec, vlen, flags, timeout);
+    }
+    unsigned int got = 0;
+    for (; got < vlen; ++got) {
+        // The first waits as the socket says; the rest only take what is there.
+        int f = flags & ~MSG_WAITFORONE;
+        if (got > 0 && (flags & MSG_WAITFORONE) != 0) {
+            f |= MSG_DONTWAIT;
+        }
+        if (got > 0) {
+            f |= MSG_DONTWAIT;
+        }
+        const ssize_t n = shim_recvmsg(fd, &vec[got].msg_hdr, f);
+        if (n < 0) {
+            if (got == 0) {
+                return -1;
+            }
+            break;
+        }
+        vec[got].msg_len = static_cast<unsigned int>(n);
+    }
+    return static_cast<int>(got);
+}
+
+ssize_t shim_read(int fd, void* buf, size_t count) {
+    FdEntry* e = udp_entry(fd);
+    if (e == nullptr) {
+        return real.read(fd, buf, count);
+    }
+    iovec v{buf, count};
+    return udp_recv(fd, *e, &v, 1, 0, nullptr, nullptr, nullptr);
+}
+
+ssize_t shim_readv(int fd, const iovec* iov, int iovcnt) {
+    FdEntry* e = udp_entry(fd);
+    if (e == nullptr || iovcnt < 0) {
+        return real.readv(fd, iov, iovcnt);
+    }
+    return udp_recv(fd, *e, iov, static_cast<size_t>(iovcnt), 0, nullptr, nullptr, nullptr);
+}
+
+ssize_t shim_write(int fd, const void* buf, size_t count) {
+    FdEntry* e = udp_entry(fd);
+    if (e == nullptr) {
+        return real.write(fd, buf, count);
+    }
+    iovec v{const_cast<void*>(buf), count};
+    return udp_send(fd, *e, &v, 1, 0, nullptr, 0);
+}
+
+ssize_t shim_writev(int fd, const iovec* iov, int iovcnt) {
+    FdEntry* e = udp_entry(fd);
+    if (e == nullptr || iovcnt < 0) {
+        return real.writev(fd, iov, iovcnt);
+    }
+    return udp_send(fd, *e, iov, static_cast<size_t>(iovcnt), 0, nullptr, 0);
+}
+
+ssize_t shim___read_chk(int fd, void* buf, size_t count, size_t buflen) {
+    if (count > buflen) {
+        return real.__read_chk(fd, buf, count, buflen);  // let libc report the overflow
+    }
+    return shim_read(fd, buf, count);
+}
+
+ssize_t shim___recv_chk(int fd, void* buf, size_t len, size_t buflen, int flags) {
+    if (len > buflen) {
+        return real.__recv_chk(fd, buf, len, buflen, flags);
+    }
+    return shim_recv(fd, buf, len, flags);
+}
+
+ssize_t shim___recvfrom_chk(int fd, void* buf, size_t len, size_t buflen, int flags, sockaddr* addr,
+                            socklen_t* alen) {
+    if (len > buflen) {
+        return real.__recvfrom_chk(fd, buf, len, buflen, flags, addr, alen);
+    }
+    return shim_recvfrom(fd, buf, len, flags, addr, alen);
+}
+
+int shim_accept(int fd, sockaddr* addr, socklen_t* len) { return shim_accept4(fd, addr, len, 0); }
+
+int shim_fcntl(bool is64, int fd, int cmd, void* arg) {
+    auto fn = is64 && real.fcntl64 != nullptr ? real.fcntl64 : real.fcntl;
+    const int rc = fn(fd, cmd, arg);
+    if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) {
+        fd_table().copy(fd, rc);
+    }
+    return rc;
+}
+
+int shim_ioctl(int fd, unsigned long request, void* arg) {
+    if (request == FIONREAD) {
+        if (FdEntry* e = udp_entry(fd); e != nullptr && arg != nullptr) {
+            const int size = udp_first_datagram_size(fd);
+            std::memcpy(arg, &size, sizeof size);
+            return 0;
+        }
+    }
+    // FIONBIO and the rest act on the app end as on any fd.
+    return real.ioctl(fd, request, arg);
+}
+
+// ------------------------------------------------------------ process lifetime
+
+__attribute__((constructor)) void shim_init() {
+    ShimScope scope;
+    ensure_resolved();
+    ensure_config();
+}
+
+__attribute__((destructor)) void shim_fini() {
+    ShimScope scope;
+    // Inproc: what the program sent last still leaves before it exits.
+    if (inproc != nullptr && inproc->pid == ::getpid() && inproc->thread.joinable()) {
+        inproc->host->stop_and_drain();
+        inproc->thread.join();
+    }
+}
+
+}  // namespace
+
+void resolve_real_functions() {
+#define USTACK_RESOLVE(ret, name, params, args) \
+    real.name = reinterpret_cast<ret(*) params>(::dlsym(RTLD_NEXT, #name));
+    USTACK_INTERCEPTED(USTACK_RESOLVE)
+#undef USTACK_RESOLVE
+    real.fcntl = reinterpret_cast<int (*)(int, int, ...)>(::dlsym(RTLD_NEXT, "fcntl"));
+    real.fcntl64 = reinterpret_cast<int (*)(int, int, ...)>(::dlsym(RTLD_NEXT, "fcntl64"));
+    real.ioctl = reinterpret_cast<int (*)(int, unsigned long, ...)>(::dlsym(RTLD_NEXT, "ioctl"));
+    resolved.store(true, std::memory_order_release);
+}
+
+// Entry of every wrapper: whether the shim handles this call (initialised,
+// enabled, not re-entered).
+bool shim_active() {
+    ensure_resolved();
+    if (in_shim != 0) {
+        return false;
+    }
+    ShimScope scope;
+    ensure_config();
+    return config().enabled;
+}
+
+}  // namespace ustack::shim
+
+// ------------------------------------------------------------ exported wrappers
+//
+// Defined under their libc names through asm labels, so that the glibc
+// declarations (with their various exception specifications) do not clash.
+
+#define USTACK_WRAPPER(ret, name, params, args)                                           \
+    extern "C" __attribute__((visibility("default"))) ret ustack_wrap_##name params      \
+        __asm__(#name);                                                                   \
+    extern "C" ret ustack_wrap_##name params {                                            \
+        using namespace ustack::shim;                                                     \
+        if (!shim_active()) {                                                             \
+            return real.name args;                                                        \
+        }                                                                                 \
+        ShimScope scope;                                                                  \
+        try {                                                                             \
+            return shim_##name args;                                                      \
+        } catch (...) {                                                                   \
+            errno = ENOMEM;                                                               \
+            return (ret)-1;                                                               \
+        }                                                                                 \
+    }
+
+namespace ustack::shim {
+bool shim_active();
+}
+
+// closefrom returns void: its own wrapper.
+#define USTACK_WRAPPER_VOID(name, params, args)                                           \
+    extern "C" __attribute__((visibility("default"))) void ustack_wrap_##name params     \
+        __asm__(#name);                                                                   \
+    extern "C" void ustack_wrap_##name params {                                           \
+        using namespace ustack::shim;                                                     \
+        if (!shim_active()) {                                                             \
+            if (real.name != nullptr) {                                                   \
+                real.name args;                                                           \
+            }                                                                             \
+            return;                                                                       \
+        }                                                                                 \
+        ShimScope scope;                                                                  \
+        try {                                                                             \
+            shim_##name args;                                                             \
+        } catch (...) {                                                                   \
+        }                                                                                 \
+    }
+
+#define USTACK_WRAPPER_DISPATCH(ret, name, params, args) USTACK_WRAPPER_##name(ret, name, params, args)
+#define USTACK_WRAPPER_socket USTACK_WRAPPER
+#define USTACK_WRAPPER_bind USTACK_WRAPPER
+#define USTACK_WRAPPER_listen USTACK_WRAPPER
+#define USTACK_WRAPPER_accept USTACK_WRAPPER
+#define USTACK_WRAPPER_accept4 USTACK_WRAPPER
+#define USTACK_WRAPPER_connect USTACK_WRAPPER
+#define USTACK_WRAPPER_getsockname USTACK_WRAPPER
+#define USTACK_WRAPPER_getpeername USTACK_WRAPPER
+#define USTACK_WRAPPER_setsockopt USTACK_WRAPPER
+#define USTACK_WRAPPER_getsockopt USTACK_WRAPPER
+#define USTACK_WRAPPER_shutdown USTACK_WRAPPER
+#define USTACK_WRAPPER_close USTACK_WRAPPER
+#define USTACK_WRAPPER_close_range USTACK_WRAPPER
+#define USTACK_WRAPPER_closefrom(ret, name, params, args) USTACK_WRAPPER_VOID(name, params, args)
+#define USTACK_WRAPPER_dup USTACK_WRAPPER
+#define USTACK_WRAPPER_dup2 USTACK_WRAPPER
+#define USTACK_WRAPPER_dup3 USTACK_WRAPPER
+#define USTACK_WRAPPER_send USTACK_WRAPPER
+#define USTACK_WRAPPER_sendto USTACK_WRAPPER
+#define USTACK_WRAPPER_sendmsg USTACK_WRAPPER
+#define USTACK_WRAPPER_sendmmsg USTACK_WRAPPER
+#define USTACK_WRAPPER_recv USTACK_WRAPPER
+#define USTACK_WRAPPER_recvfrom USTACK_WRAPPER
+#define USTACK_WRAPPER_recvmsg USTACK_WRAPPER
+#define USTACK_WRAPPER_recvmmsg USTACK_WRAPPER
+#define USTACK_WRAPPER_read USTACK_WRAPPER
+#define USTACK_WRAPPER_readv USTACK_WRAPPER
+#define USTACK_WRAPPER_write USTACK_WRAPPER
+#define USTACK_WRAPPER_writev USTACK_WRAPPER
+#define USTACK_WRAPPER___read_chk USTACK_WRAPPER
+#define USTACK_WRAPPER___recv_chk USTACK_WRAPPER
+#define USTACK_WRAPPER___recvfrom_chk USTACK_WRAPPER
+
+USTACK_INTERCEPTED(USTACK_WRAPPER_DISPATCH)
+
+// The variadic ones: the optional argument is a pointer or an int; read as
+// a pointer-sized value it is passed on unchanged (as glibc itself does).
+#define USTACK_VARIADIC_WRAPPER(name, request_type, real_call, impl)                     \
+    extern "C" __attribute__((visibility("default"))) int ustack_wrap_##name(            \
+        int fd, request_type request, ...) __asm__(#name);                                \
+    extern "C" int ustack_wrap_##name(int fd, request_type request, ...) {                \
+        using namespace ustack::shim;                                                     \
+        va_list ap;                                                                       \
+        va_start(ap, request);                                                            \
+        void* arg = va_arg(ap, void*);                                                    \
+        va_end(ap);                                                                       \
+        if (!shim_active()) {                                                             \
+            return real_call;                                                             \
+        }                                                                                 \
+        ShimScope scope;                                                                  \
+        try {                                                                             \
+            return impl;                                                                  \
+        } catch (...) {                                                                   \
+            errno = ENOMEM;                                                               \
+            return -1;                                                                    \
+        }                                                                                 \
+    }
+
+USTACK_VARIADIC_WRAPPER(fcntl, int, real.fcntl(fd, request, arg), shim_fcntl(false, fd, request, arg))
+USTACK_VARIADIC_WRAPPER(fcntl64, int, (real.fcntl64 != nullptr ? real.fcntl64 : real.fcntl)(fd, request, arg),
+                        shim_fcntl(true, fd, request, arg))
+USTACK_VARIADIC_WRAPPER(ioctl, unsigned long, real.ioctl(fd, request, arg), shim_ioctl(fd, request, arg))

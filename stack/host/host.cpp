@@ -1,0 +1,752 @@
+#include "stack/host/host.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "netdev/af_packet.h"
+#include "netdev/mac.h"
+#include "netdev/pcap_writer.h"
+#include "netdev/tap.h"
+#include "stack/host/udp_host_socket.h"
+
+namespace ustack::host {
+
+Instant monotonic_now() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return Instant::from_micros(static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000);
+}
+
+namespace {
+
+using HostError = std::pair<int, std::string>;
+
+Unexpected<HostError> host_fail(int error, std::string message) {
+    return Unexpected<HostError>{HostError{error, std::move(message)}};
+}
+
+uint64_t random_seed() {
+    uint64_t seed = 0;
+    if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+        seed = static_cast<uint64_t>(monotonic_now().micros()) ^ (static_cast<uint64_t>(::getpid()) << 32);
+    }
+    return seed;
+}
+
+// CAP_NET_BIND_SERVICE in the peer's effective set (/proc/PID/status), so
+// that a program allowed to bind a port below 1024 in Linux may do so here.
+bool may_bind_privileged(pid_t pid, uid_t uid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("CapEff:", 0) == 0) {
+            const uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+            return (caps & (uint64_t{1} << 10)) != 0;
+        }
+    }
+    return uid == 0;
+}
+
+Endpoint endpoint_of(const Request& r) { return Endpoint{wire::Ipv4Address(ntohl(r.addr)), ntohs(r.port)}; }
+
+void fill_endpoint(Reply& reply, const Endpoint& e) {
+    reply.addr = htonl(e.addr.to_u32());
+    reply.port = htons(e.port);
+}
+
+Reply error_reply(int error) {
+    Reply reply;
+    reply.error = error;
+    return reply;
+}
+
+constexpr uint64_t tag_device = 1;
+constexpr uint64_t tag_timer = 2;
+constexpr uint64_t tag_wake = 3;
+constexpr uint64_t tag_control = 4;
+constexpr uint64_t tag_connection = 5;
+constexpr uint64_t tag_socket = 6;
+
+uint64_t make_tag(uint64_t kind, int fd) { return (kind << 32) | static_cast<uint32_t>(fd); }
+
+}  // namespace
+
+Host::Host(HostConfig config, Options options) : config_(std::move(config)), options_(options) {}
+
+Host::~Host() {
+    sockets_.clear();
+    for (auto& [fd, connection] : connections_) {
+        ::close(fd);
+    }
+    for (int fd : {epoll_fd_, timer_fd_, wake_fd_, control_fd_}) {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+    }
+}
+
+Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const HostConfig& config, Options options) {
+    if (!config.address) {
+        return host_fail(EINVAL, "no address for the stack: give --addr A.B.C.D/LEN (or USTACK_ADDR)");
+    }
+    const auto kind = config.device_kind();
+    if (!kind) {
+        return host_fail(EINVAL, "--dev: '" + config.device + "' is not tap:NAME or packet:IFNAME");
+    }
+    std::unique_ptr<Host> host(new Host(config, options));
+
+    // The control socket first: its abstract name is the per-device lock.
+    host->control_fd_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (host->control_fd_ < 0) {
+        return host_fail(errno, std::string("control socket: ") + std::strerror(errno));
+    }
+    sockaddr_un address;
+    const socklen_t len = make_abstract_address(control_socket_name(config.device), address);
+    if (::bind(host->control_fd_, reinterpret_cast<sockaddr*>(&address), len) < 0) {
+        const int err = errno;
+        if (err == EADDRINUSE) {
+            return host_fail(EADDRINUSE, "a ustack host for " + config.device + " is already running");
+        }
+        return host_fail(err, "control socket @" + control_socket_name(config.device) + ": " + std::strerror(err));
+    }
+    if (::listen(host->control_fd_, 128) < 0) {
+        return host_fail(errno, std::string("listen on the control socket: ") + std::strerror(errno));
+    }
+
+    host->random_ = std::make_unique<SeededRandom>(random_seed());
+    if (kind->first == "tap") {
+        netdev::TapOptions tap_options;
+        tap_options.stack_address = config.address->address;
+        tap_options.mac = netdev::random_local_mac(*host->random_);
+        auto tap = netdev::TapDevice::open(kind->second, tap_options);
+        if (!tap) {
+            return host_fail(tap.error().error.value, "--dev " + config.device + ": " + tap.error().message);
+        }
+        host->device_ = std::move(*tap);
+    } else {
+        netdev::PacketOptions packet_options;
+        packet_options.stack_address = config.address->address;
+        auto packet = netdev::PacketDevice::open(kind->second, netdev::random_local_mac(*host->random_), packet_options);
+        if (!packet) {
+            return host_fail(packet.error().error.value, "--dev " + config.device + ": " + packet.error().message);
+        }
+        host->device_ = std::move(*packet);
+    }
+    if (config.pcap) {
+        auto writer = netdev::PcapWriter::open(std::move(host->device_), *config.pcap);
+        if (!writer) {
+            return host_fail(writer.error().value, "--pcap " + *config.pcap + ": " + std::strerror(writer.error().value));
+        }
+        host->device_ = std::move(*writer);
+    }
+
+    StackConfig stack_config;
+    stack_config.address = *config.address;
+    stack_config.gateway = config.gateway;
+    stack_config.tunables = config.tunables;
+    if (auto problem = stack_config.validate()) {
+        return host_fail(EINVAL, *problem);
+    }
+    host->stack_ = std::make_unique<Stack>(stack_config, *host->device_, *host->random_);
+    // TODO(tcp): create the TcpEngine here and stack_->attach_tcp(...); the
+    // Hello reply then announces capability_tcp and the shim moves TCP
+    // sockets too.
+
+    host->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    host->timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    host->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (host->epoll_fd_ < 0 || host->timer_fd_ < 0 || host->wake_fd_ < 0) {
+        return host_fail(errno, std::string("epoll/timerfd/eventfd: ") + std::strerror(errno));
+    }
+    auto watch = [&](int fd, uint64_t tag) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = make_tag(tag, fd);
+        return ::epoll_ctl(host->epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
+    };
+    if ((host->device_->poll_fd() >= 0 && !watch(host->device_->poll_fd(), tag_device)) ||
+        !watch(host->timer_fd_, tag_timer) || !watch(host->wake_fd_, tag_wake) ||
+        !watch(host->control_fd_, tag_control)) {
+        return host_fail(errno, std::string("epoll_ctl: ") + std::strerror(errno));
+    }
+    host->started_at_ = monotonic_now();
+    host->stack_->announce(host->started_at_);
+    host->log(LogLevel::Info, "serving " + config.device + " as " + config.address->to_string());
+    return host;
+}
+
+void Host::log(LogLevel level, const std::string& message) const {
+    if (level > config_.log) {
+        return;
+    }
+    std::fprintf(stderr, "ustack host[%d] %s: %s\n", static_cast<int>(::getpid()),
+                 std::string(log_level_name(level)).c_str(), message.c_str());
+}
+
+void Host::stop() {
+    int expected = 0;
+    stop_requested_.compare_exchange_strong(expected, 1);
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void Host::stop_and_drain(Duration linger) {
+    drain_linger_ = linger;
+    stop_requested_.store(2);
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+bool Host::idle() const {
+    // TODO(tcp): also the engine's socket_count() and time_wait_count().
+    return sockets_.empty();
+}
+
+void Host::run() {
+    epoll_event events[64];
+    while (!stopping_) {
+        // The timerfd wakes us for stack timers; the idle check needs a
+        // timeout of its own.
+        int timeout_ms = -1;
+        if (!options_.persistent && idle_since_) {
+            const Duration left = (*idle_since_ + config_.idle_exit) - monotonic_now();
+            timeout_ms = static_cast<int>(std::max<int64_t>(0, (left.micros() + 999) / 1000));
+        }
+        const int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
+        if (n < 0 && errno != EINTR) {
+            log(LogLevel::Error, std::string("epoll_wait: ") + std::strerror(errno));
+            break;
+        }
+        Instant now = monotonic_now();
+        for (int i = 0; i < std::max(n, 0); ++i) {
+            const uint64_t kind = events[i].data.u64 >> 32;
+            const int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
+            const uint32_t ev = events[i].events;
+            switch (kind) {
+            case tag_device:
+                break;  // stack.poll() below reads the frames
+            case tag_timer: {
+                uint64_t expirations;
+                (void)!::read(timer_fd_, &expirations, sizeof expirations);
+                break;
+            }
+            case tag_wake: {
+                uint64_t count;
+                (void)!::read(wake_fd_, &count, sizeof count);
+                break;
+            }
+            case tag_control:
+                accept_control();
+                break;
+            case tag_connection: {
+                auto it = connections_.find(fd);
+                if (it != connections_.end()) {
+                    if ((ev & EPOLLIN) != 0) {
+                        handle_control(it->second);
+                    } else if ((ev & (EPOLLHUP | EPOLLERR)) != 0) {
+                        close_control(fd);
+                    }
+                }
+                break;
+            }
+            case tag_socket: {
+                auto it = sockets_.find(fd);
+                if (it == sockets_.end()) {
+                    break;
+                }
+                HostSocket& socket = *it->second;
+                // Data written before the close is still sent: read first.
+                if ((ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) != 0) {
+                    socket.on_app_readable(now);
+                }
+                if ((ev & EPOLLOUT) != 0) {
+                    socket.on_app_writable(now);
+                }
+                if ((ev & (EPOLLHUP | EPOLLERR)) != 0) {
+                    socket.drain_app(now);  // everything the app wrote before its last close
+                    socket.on_app_hangup(now);
+                }
+                break;
+            }
+            default:
+                break;
+            }
+        }
+        now = monotonic_now();
+        after_activity(now);
+
+        const int stop = stop_requested_.load();
+        if (stop == 1) {
+            break;
+        }
+        if (stop == 2) {
+            // Program exit (inproc): send what the apps wrote, then let ARP
+            // resolve and the device drain for a short while.
+            for (auto& [fd, socket] : sockets_) {
+                socket->drain_app(now);
+            }
+            after_activity(monotonic_now());
+            const Instant until = monotonic_now() + drain_linger_;
+            uint64_t last_tx = device_->stats().tx_frames;
+            Instant last_change = monotonic_now();
+            while (monotonic_now() < until) {
+                epoll_event ev;
+                (void)::epoll_wait(epoll_fd_, &ev, 1, 5);
+                after_activity(monotonic_now());
+                if (device_->stats().tx_frames != last_tx) {
+                    last_tx = device_->stats().tx_frames;
+                    last_change = monotonic_now();
+                } else if (monotonic_now() - last_change > Duration::from_millis(50)) {
+                    break;
+                }
+            }
+            break;
+        }
+        if (!options_.persistent) {
+            if (idle()) {
+                if (!idle_since_) {
+                    idle_since_ = now;
+                } else if (now - *idle_since_ >= config_.idle_exit) {
+                    log(LogLevel::Info, "idle: exiting");
+                    break;
+                }
+            } else {
+                idle_since_.reset();
+            }
+        }
+    }
+    stopping_ = true;
+}
+
+void Host::after_activity(Instant now) {
+    stack_->poll(now);
+    for (auto& [fd, socket] : sockets_) {
+        socket->on_stack_event(now);
+    }
+    // Sending to the app may have made room for more stack output (not
+    // for UDP); a second poll sends what the socket calls queued.
+    stack_->poll(now);
+    reap_finished();
+    for (auto& [fd, socket] : sockets_) {
+        sync_events(*socket);
+    }
+    arm_timer();
+}
+
+void Host::arm_timer() {
+    itimerspec spec{};
+    if (const std::optional<Instant> at = stack_->poll_at()) {
+        // Absolute CLOCK_MONOTONIC; never zero (that would disarm).
+        const int64_t us = std::max<int64_t>(at->micros(), 1);
+        spec.it_value.tv_sec = us / 1000000;
+        spec.it_value.tv_nsec = (us % 1000000) * 1000;
+    }
+    ::timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+}
+
+void Host::sync_events(HostSocket& socket) {
+    const int fd = socket.host_fd();
+    const uint32_t wanted = socket.epoll_events();
+    auto it = registered_events_.find(fd);
+    if (it != registered_events_.end() && it->second == wanted) {
+        return;
+    }
+    epoll_event ev{};
+    ev.events = wanted;
+    ev.data.u64 = make_tag(tag_socket, fd);
+    if (it == registered_events_.end()) {
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+        registered_events_[fd] = wanted;
+    } else {
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+        it->second = wanted;
+    }
+}
+
+void Host::reap_finished() {
+    for (auto it = sockets_.begin(); it != sockets_.end();) {
+        if (!it->second->finished()) {
+            ++it;
+            continue;
+        }
+        const int fd = it->first;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+        registered_events_.erase(fd);
+        if (auto ino = app_inode_of_.find(fd); ino != app_inode_of_.end()) {
+            by_app_inode_.erase(ino->second);
+            app_inode_of_.erase(ino);
+        }
+        log(LogLevel::Debug, "closed: " + it->second->describe());
+        it = sockets_.erase(it);  // closes the host end
+    }
+}
+
+void Host::add_socket(std::unique_ptr<HostSocket> socket) {
+    const int fd = socket->host_fd();
+    HostSocket& ref = *socket;
+    sockets_[fd] = std::move(socket);
+    sync_events(ref);
+}
+
+// ------------------------------------------------------------ control
+
+void Host::accept_control() {
+    for (;;) {
+        const int fd = ::accept4(control_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            return;
+        }
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+            ::close(fd);
+            continue;
+        }
+        // Only the host's own user, or root, may use it: sockets carry the
+        // caller's uid into SO_REUSEPORT groups.
+        if (cred.uid != ::geteuid() && cred.uid != 0) {
+            log(LogLevel::Warn, "refused control connection from uid " + std::to_string(cred.uid));
+            ::close(fd);
+            continue;
+        }
+        ControlConnection connection;
+        connection.fd = fd;
+        connection.uid = cred.uid;
+        connection.pid = cred.pid;
+        connection.may_bind_privileged = may_bind_privileged(cred.pid, cred.uid);
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = make_tag(tag_connection, fd);
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+        connections_[fd] = connection;
+    }
+}
+
+void Host::close_control(int fd) {
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    ::close(fd);
+    connections_.erase(fd);
+}
+
+void Host::handle_control(ControlConnection& connection) {
+    const int conn_fd = connection.fd;
+    Request request;
+    int passed_fd = -1;
+    const ssize_t n = recv_with_fd(conn_fd, &request, sizeof request, &passed_fd, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return;
+    }
+    if (n <= 0) {
+        close_control(conn_fd);
+        return;
+    }
+    ++rpc_calls_;
+    std::string text;
+    int fd_out = -1;
+    Reply reply;
+    if (static_cast<size_t>(n) != sizeof request || request.version != protocol_version) {
+        reply = error_reply(EPROTO);
+        text = "protocol mismatch: rebuild the shim and ustackd from the same tree";
+    } else {
+        request.text[sizeof request.text - 1] = '\0';
+        reply = dispatch(connection, request, passed_fd, text, fd_out);
+    }
+    if (passed_fd >= 0) {
+        ::close(passed_fd);
+    }
+    if (text.size() > max_reply_text) {
+        text.resize(max_reply_text);
+    }
+    reply.text_len = static_cast<uint32_t>(text.size());
+    std::string message(reinterpret_cast<const char*>(&reply), sizeof reply);
+    message += text;
+    // Replies are small; a client that does not read them is dropped.
+    if (send_with_fd(conn_fd, message.data(), message.size(), fd_out, MSG_DONTWAIT) < 0) {
+        close_control(conn_fd);
+    }
+    if (fd_out >= 0) {
+        ::close(fd_out);
+    }
+    // The call may have queued output (connect, options) or input for the app.
+    after_activity(monotonic_now());
+}
+
+HostSocket* Host::socket_for_fd(int passed_fd) {
+    if (passed_fd < 0) {
+        return nullptr;
+    }
+    struct stat st {};
+    if (::fstat(passed_fd, &st) < 0) {
+        return nullptr;
+    }
+    auto it = by_app_inode_.find(st.st_ino);
+    if (it == by_app_inode_.end()) {
+        return nullptr;
+    }
+    auto s = sockets_.find(it->second);
+    return s == sockets_.end() || s->second->finished() ? nullptr : s->second.get();
+}
+
+Reply Host::create_socket(ControlConnection& connection, const Request& request, int& fd_out) {
+    if (request.domain != AF_INET && request.domain != AF_INET6) {
+        return error_reply(EAFNOSUPPORT);
+    }
+    if (request.type != SOCK_DGRAM) {
+        // TODO(tcp): SOCK_STREAM → TcpHostSocket (SOCK_STREAM pair).
+        return error_reply(EPROTONOSUPPORT);
+    }
+    const Instant now = monotonic_now();
+    udp::UdpLayer& udp = stack_->udp();
+    const udp::SocketId id = udp.open(udp::SocketOwner{connection.uid, connection.may_bind_privileged});
+    auto give_up = [&](int error) {
+        udp.close(id);
+        return error_reply(error);
+    };
+    if (auto r = udp.set_reuse(id, request.reuse_addr != 0, request.reuse_port != 0); !r) {
+        return give_up(r.error().value);
+    }
+    if (request.action == SocketAction::Bind) {
+        if (auto r = udp.bind(id, endpoint_of(request)); !r) {
+            return give_up(r.error().value);
+        }
+    } else if (request.action == SocketAction::Connect) {
+        if (auto r = udp.connect(id, endpoint_of(request)); !r) {
+            return give_up(r.error().value);
+        }
+    }
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+        return give_up(errno == EMFILE || errno == ENFILE ? errno : ENOBUFS);
+    }
+    const int host_end = pair[0];
+    const int app_end = pair[1];
+    ::fcntl(host_end, F_SETFL, ::fcntl(host_end, F_GETFL) | O_NONBLOCK);
+    // The name that lets an exec'd program recognise the app end (getpeername).
+    sockaddr_un name;
+    const socklen_t name_len = make_abstract_address(
+        host_end_name(request.domain, request.type, static_cast<long>(::getpid()), next_serial_++, config_.device), name);
+    if (::bind(host_end, reinterpret_cast<sockaddr*>(&name), name_len) < 0) {
+        log(LogLevel::Warn, std::string("naming a socketpair: ") + std::strerror(errno));
+    }
+    struct stat st {};
+    ::fstat(app_end, &st);
+    auto socket = std::make_unique<UdpHostSocket>(udp, id, host_end, request.domain, connection.uid, connection.pid);
+    if (request.rcvbuf > 0) {
+        socket->set_reported_rcvbuf(request.rcvbuf);
+    }
+    by_app_inode_[st.st_ino] = host_end;
+    app_inode_of_[host_end] = st.st_ino;
+    log(LogLevel::Debug, "new socket: " + socket->describe());
+    add_socket(std::move(socket));
+    (void)now;
+    fd_out = app_end;
+    return Reply{};
+}
+
+Reply Host::dispatch(ControlConnection& connection, const Request& request, int passed_fd, std::string& text,
+                     int& fd_out) {
+    const Instant now = monotonic_now();
+    switch (request.op) {
+    case Op::Hello: {
+        Reply reply;
+        reply.flags = capability_udp;
+        reply.addr = htonl(config_.address->address.to_u32());
+        reply.prefix_len = config_.address->prefix_len;
+        if (config_.gateway) {
+            reply.has_gateway = 1;
+            reply.gateway = htonl(config_.gateway->to_u32());
+        }
+        reply.value = ::getpid();
+        text = config_.device;
+        return reply;
+    }
+    case Op::Socket:
+        return create_socket(connection, request, fd_out);
+    case Op::Sysctl:
+        return sysctl(request.text, text);
+    case Op::Stats:
+        text = stats_text();
+        return Reply{};
+    case Op::Status:
+        text = status_text();
+        return Reply{};
+    case Op::Sockets:
+        text = sockets_text();
+        return Reply{};
+    case Op::KillTimeWait:
+        // TODO(tcp): remove the engine's TIME_WAIT entries (all, or those
+        // matching the request's address/port) and report how many.
+        text = "no TIME_WAIT entries (TCP is not attached to this host yet)";
+        return Reply{};
+    case Op::Down:
+        log(LogLevel::Info, "down requested by pid " + std::to_string(connection.pid));
+        stop();
+        return Reply{};
+    default:
+        break;
+    }
+    HostSocket* socket = socket_for_fd(passed_fd);
+    if (socket == nullptr) {
+        return error_reply(passed_fd < 0 ? EBADF : ENOTSOCK);
+    }
+    socket->drain_app(now);
+    Reply reply;
+    switch (request.op) {
+    case Op::Bind:
+        if (auto r = socket->bind(now, endpoint_of(request)); !r) {
+            return error_reply(r.error().value);
+        }
+        return reply;
+    case Op::Connect: {
+        std::optional<Endpoint> remote;
+        if (request.family_unspec == 0) {
+            remote = endpoint_of(request);
+        }
+        if (auto r = socket->connect(now, remote); !r) {
+            return error_reply(r.error().value);
+        }
+        return reply;
+    }
+    case Op::Listen:
+        if (auto r = socket->listen(now, static_cast<int>(request.value)); !r) {
+            return error_reply(r.error().value);
+        }
+        return reply;
+    case Op::Shutdown:
+        if (auto r = socket->shutdown(now, static_cast<int>(request.value)); !r) {
+            return error_reply(r.error().value);
+        }
+        return reply;
+    case Op::GetSockName: {
+        auto r = socket->local_endpoint();
+        if (!r) {
+            return error_reply(r.error().value);
+        }
+        fill_endpoint(reply, *r);
+        return reply;
+    }
+    case Op::GetPeerName: {
+        auto r = socket->remote_endpoint();
+        if (!r) {
+            return error_reply(r.error().value);
+        }
+        fill_endpoint(reply, *r);
+        return reply;
+    }
+    case Op::SetSockOpt:
+        if (auto r = socket->set_option(now, request.level, request.name, request.value); !r) {
+            return error_reply(r.error().value);
+        }
+        return reply;
+    case Op::GetSockOpt: {
+        auto r = socket->get_option(request.level, request.name);
+        if (!r) {
+            return error_reply(r.error().value);
+        }
+        reply.value = *r;
+        return reply;
+    }
+    default:
+        return error_reply(EOPNOTSUPP);
+    }
+}
+
+Reply Host::sysctl(const std::string& argument, std::string& text) {
+    Tunables& tunables = stack_->tunables();
+    auto line = [&](const Tunables::Info& info) {
+        const std::string name = info.linux_name.empty() ? std::string(info.name) : std::string(info.linux_name);
+        return name + " = " + tunables.get(info.name).value_or("?") + "\n";
+    };
+    if (argument.empty()) {
+        for (const Tunables::Info& info : Tunables::all()) {
+            text += line(info);
+        }
+        return Reply{};
+    }
+    const size_t eq = argument.find('=');
+    std::string name = argument.substr(0, eq);
+    while (!name.empty() && name.back() == ' ') {
+        name.pop_back();
+    }
+    if (eq != std::string::npos) {
+        std::string value = argument.substr(eq + 1);
+        while (!value.empty() && value.front() == ' ') {
+            value.erase(0, 1);
+        }
+        if (auto error = tunables.set(name, value)) {
+            text = *error;
+            return error_reply(EINVAL);
+        }
+        log(LogLevel::Info, "sysctl " + name + " = " + value);
+    }
+    for (const Tunables::Info& info : Tunables::all()) {
+        std::string_view short_name = name;
+        if (short_name.starts_with("net.ipv4.")) {
+            short_name.remove_prefix(9);
+        }
+        if (info.name == short_name) {
+            text = line(info);
+            return Reply{};
+        }
+    }
+    text = name + ": unknown setting";
+    return error_reply(ENOENT);
+}
+
+std::string Host::stats_text() const {
+    std::ostringstream out;
+    stack_->counters().for_each([&](std::string_view name, uint64_t value) { out << name << " " << value << "\n"; });
+    const netdev::DeviceStats& d = device_->stats();
+    out << "device_rx_frames " << d.rx_frames << "\n"
+        << "device_tx_frames " << d.tx_frames << "\n"
+        << "device_tx_dropped " << d.tx_dropped << "\n"
+        << "host_sockets " << sockets_.size() << "\n"
+        << "host_control_connections " << connections_.size() << "\n"
+        << "host_rpc_calls " << rpc_calls_ << "\n";
+    return out.str();
+}
+
+std::string Host::status_text() const {
+    std::ostringstream out;
+    size_t udp = 0;
+    for (const auto& [fd, socket] : sockets_) {
+        udp += socket->type() == SOCK_DGRAM ? 1 : 0;
+    }
+    out << "device " << config_.device << "\n"
+        << "address " << config_.address->to_string() << "\n"
+        << "gateway " << (config_.gateway ? config_.gateway->to_string() : std::string("-")) << "\n"
+        << "mode " << (options_.inproc ? "inproc" : "daemon") << (options_.persistent ? " (persistent)" : "") << "\n"
+        << "pid " << ::getpid() << "\n"
+        << "uptime_ms " << (monotonic_now() - started_at_).millis() << "\n"
+        << "sockets " << sockets_.size() << " (udp " << udp << ", tcp 0)\n"
+        << "time_wait 0\n"
+        << "control_connections " << connections_.size() << "\n";
+    return out.str();
+}
+
+std::string Host::sockets_text() const {
+    std::string out = "Proto State  Recv-Q Local Peer Owner\n";
+    for (const auto& [fd, socket] : sockets_) {
+        out += socket->describe() + "\n";
+    }
+    return out;
+}
+
+}  // namespace ustack::host

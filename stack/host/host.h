@@ -1,0 +1,118 @@
+#pragma once
+// The host: one per device. Owns the device and the Stack, bridges every
+// app socket (HostSocket) to a stack socket, serves the control RPC on the
+// abstract unix socket "\0ustack-ctl/<device>", and runs the event loop:
+// epoll over the device fd, a timerfd armed at stack.poll_at(), the
+// control socket and its connections, and the host end of every socket.
+//
+// Runs as the daemon `ustackd` (exits after `idle_exit` without sockets
+// or TIME_WAIT entries, unless persistent) or as a thread inside the
+// program (USTACK_MODE=inproc; stop_and_drain() at exit sends what the
+// program wrote last).
+//
+// Only one thread runs the loop; stop()/stop_and_drain() may be called
+// from any thread.
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "netdev/netdev.h"
+#include "stack/core/expected.h"
+#include "stack/core/random.h"
+#include "stack/host/host_config.h"
+#include "stack/host/host_socket.h"
+#include "stack/host/protocol.h"
+#include "stack/stack.h"
+
+namespace ustack::host {
+
+// CLOCK_MONOTONIC in microseconds.
+Instant monotonic_now();
+
+class Host {
+public:
+    struct Options {
+        bool persistent = false;  // never exit when idle (ustackctl up, inproc)
+        bool inproc = false;      // for status output
+    };
+
+    // Binds the control socket first (the abstract name is the lock: a
+    // second host for the device fails here with EADDRINUSE and the message
+    // "a ustack host for DEV is already running"), then opens the device.
+    // The error names the problem (device, address, permissions).
+    static Expected<std::unique_ptr<Host>, std::pair<int, std::string>> create(const HostConfig& config,
+                                                                              Options options);
+    ~Host();
+
+    Host(const Host&) = delete;
+    Host& operator=(const Host&) = delete;
+
+    // Runs until stop(), a Down request, or (daemon) the idle timeout.
+    void run();
+    void stop();
+    // Reads what the apps wrote, sends it, lets ARP and the device settle
+    // (at most `linger`), then stops. For the inproc host at program exit.
+    void stop_and_drain(Duration linger = Duration::from_millis(300));
+
+    Stack& stack() { return *stack_; }
+    const HostConfig& config() const { return config_; }
+    size_t socket_count() const { return sockets_.size(); }
+
+private:
+    struct ControlConnection {
+        int fd = -1;
+        uint32_t uid = 0;
+        int32_t pid = 0;
+        bool may_bind_privileged = false;
+    };
+
+    Host(HostConfig config, Options options);
+
+    void log(LogLevel level, const std::string& message) const;
+    void accept_control();
+    void handle_control(ControlConnection& connection);
+    void close_control(int fd);
+    Reply dispatch(ControlConnection& connection, const Request& request, int passed_fd, std::string& text,
+                   int& fd_out);
+    Reply create_socket(ControlConnection& connection, const Request& request, int& fd_out);
+    HostSocket* socket_for_fd(int passed_fd);
+    void add_socket(std::unique_ptr<HostSocket> socket);
+    void sync_events(HostSocket& socket);
+    void after_activity(Instant now);
+    void reap_finished();
+    void arm_timer();
+    bool idle() const;
+    std::string status_text() const;
+    std::string stats_text() const;
+    std::string sockets_text() const;
+    Reply sysctl(const std::string& argument, std::string& text);
+
+    HostConfig config_;
+    Options options_;
+    std::unique_ptr<SeededRandom> random_;
+    std::unique_ptr<netdev::NetDev> device_;
+    std::unique_ptr<Stack> stack_;
+    int epoll_fd_ = -1;
+    int timer_fd_ = -1;
+    int wake_fd_ = -1;  // eventfd: stop requests from other threads
+    int control_fd_ = -1;
+    std::unordered_map<int, ControlConnection> connections_;       // by fd
+    std::unordered_map<int, std::unique_ptr<HostSocket>> sockets_;  // by host end fd
+    std::unordered_map<int, uint32_t> registered_events_;          // host end fd → epoll mask
+    std::unordered_map<ino_t, int> by_app_inode_;                   // app end inode → host end fd
+    std::unordered_map<int, ino_t> app_inode_of_;                   // host end fd → app end inode
+    uint64_t next_serial_ = 1;
+    std::atomic<int> stop_requested_{0};  // 1 stop, 2 drain then stop
+    Duration drain_linger_ = Duration::from_millis(300);
+    bool stopping_ = false;
+    std::optional<Instant> idle_since_;
+    Instant started_at_;
+    uint64_t rpc_calls_ = 0;
+};
+
+}  // namespace ustack::host

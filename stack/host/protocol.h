@@ -1,0 +1,165 @@
+#pragma once
+// What travels between the shim (libustack.so), the tools and a host:
+//
+// 1. The control RPC: one SOCK_SEQPACKET connection per process to the
+//    host's abstract unix socket "\0ustack-ctl/<device>". Each call is one
+//    Request message, answered by one Reply message (a fixed header and an
+//    optional text). A call about a socket carries the app's fd for that
+//    socket in SCM_RIGHTS: the host identifies the socket by the inode of
+//    that socketpair end (fstat), so holding the fd is the permission, and
+//    dup/fork/SCM_RIGHTS copies of it all name the same socket. A call that
+//    creates a socket gets the new app end back in SCM_RIGHTS.
+//
+// 2. The data plane of a UDP socket: an AF_UNIX SOCK_SEQPACKET socketpair.
+//    SEQPACKET, not DGRAM: it keeps datagram boundaries (and MSG_TRUNC),
+//    and, unlike DGRAM, the host end sees EPOLLHUP when the last copy of the
+//    app end is closed. Every message in either direction starts with a
+//    DatagramHeader: host→app it names the source (or carries a socket
+//    error: ECONNREFUSED after an ICMP port unreachable), app→host the
+//    destination (sendto) or none (connected send/write).
+//
+// 3. Identification after exec: the host binds its end of every socketpair
+//    to the abstract name "ustack-s/<domain>/<type>/<host pid>/<serial>/<device>",
+//    so the shim of a freshly exec'd program recognises its inherited
+//    ustack sockets with one getpeername() each, without asking anyone.
+//
+// Both sides are built from the same tree; `protocol_version` guards
+// against a stale daemon.
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ustack::host {
+
+inline constexpr uint32_t protocol_version = 1;
+
+// ------------------------------------------------------------ data plane
+
+enum class DatagramKind : uint8_t {
+    Data = 1,   // payload follows
+    Error = 2,  // `addr` holds an errno value (host→app only)
+};
+
+inline constexpr uint8_t header_has_address = 1;
+
+// 8 bytes, in front of every datagram on a UDP socketpair. addr and port in
+// network byte order, as in sockaddr_in, so the shim copies them as they are.
+struct DatagramHeader {
+    uint8_t kind = static_cast<uint8_t>(DatagramKind::Data);
+    uint8_t flags = 0;   // header_has_address
+    uint16_t port = 0;   // network order
+    uint32_t addr = 0;   // network order; errno for DatagramKind::Error
+};
+static_assert(sizeof(DatagramHeader) == 8);
+
+// Largest UDP payload over IPv4 (65535 - 20 - 8).
+inline constexpr size_t max_udp_payload = 65507;
+
+// ------------------------------------------------------------ control RPC
+
+enum class Op : uint32_t {
+    Hello = 1,      // → Reply.addr/prefix/gateway of the stack, flags: capabilities
+    Socket,         // create a socket (+ optional bind/connect); → app fd in SCM_RIGHTS
+    Bind,           // [fd] addr/port
+    Connect,        // [fd] addr/port; family AF_UNSPEC: disconnect
+    Listen,         // [fd] value = backlog                                    TODO(tcp)
+    GetSockName,    // [fd] → addr/port
+    GetPeerName,    // [fd] → addr/port, or ENOTCONN
+    SetSockOpt,     // [fd] level/name/value
+    GetSockOpt,     // [fd] level/name → value
+    Shutdown,       // [fd] value = how                                        TODO(tcp)
+    // Tools (ustackctl).
+    Sysctl,         // text "NAME" or "NAME=VALUE" or "" (all) → text
+    Stats,          // → text: counters
+    Status,         // → text: device, address, pid, sockets
+    Sockets,        // → text: one line per socket (ss)
+    KillTimeWait,   // → value: entries removed                                TODO(tcp)
+    Down,           // the host exits (after the reply)
+};
+
+// Capabilities in Reply.flags of Hello.
+inline constexpr uint32_t capability_udp = 1;
+inline constexpr uint32_t capability_tcp = 2;
+
+// What Socket does right after creating the socket. Doing bind/connect in
+// the same call lets the shim swap the fd only when it succeeded: a bind
+// refused with EADDRINUSE leaves the program's socket as it was.
+enum class SocketAction : uint8_t { None = 0, Bind = 1, Connect = 2 };
+
+struct Request {
+    uint32_t version = protocol_version;
+    Op op = Op::Hello;
+    // Socket
+    int32_t domain = 0;    // AF_INET or AF_INET6 (what getsockopt(SO_DOMAIN) says)
+    int32_t type = 0;      // SOCK_DGRAM or SOCK_STREAM (no flags)
+    int32_t protocol = 0;
+    SocketAction action = SocketAction::None;
+    uint8_t reuse_addr = 0;  // options replayed from the kernel socket
+    uint8_t reuse_port = 0;
+    uint8_t family_unspec = 0;  // Connect: AF_UNSPEC (disconnect)
+    int32_t rcvbuf = 0;         // SO_RCVBUF as getsockopt reports it; 0 = default
+    // Addresses: IPv4, network order (v4-mapped IPv6 is converted by the shim).
+    uint32_t addr = 0;
+    uint16_t port = 0;
+    uint16_t reserved = 0;
+    // Options
+    int32_t level = 0;
+    int32_t name = 0;
+    int64_t value = 0;
+    // Sysctl: NUL-terminated.
+    char text[256] = {};
+};
+
+struct Reply {
+    int32_t error = 0;   // errno, 0 on success
+    uint32_t flags = 0;  // Hello: capabilities
+    int64_t value = 0;
+    uint32_t addr = 0;   // network order
+    uint16_t port = 0;   // network order
+    uint8_t prefix_len = 0;
+    uint8_t has_gateway = 0;
+    uint32_t gateway = 0;  // network order
+    uint32_t text_len = 0;  // bytes of text following the header
+};
+
+// Largest reply text (ss with many sockets is cut there).
+inline constexpr size_t max_reply_text = 60000;
+
+// ------------------------------------------------------------ names
+
+// "ustack-ctl/<device>" (abstract: the sockaddr has a leading NUL).
+std::string control_socket_name(std::string_view device);
+inline constexpr std::string_view host_end_prefix = "ustack-s/";
+std::string host_end_name(int domain, int type, long host_pid, uint64_t serial, std::string_view device);
+
+struct HostEndInfo {
+    int domain = 0;
+    int type = 0;
+    std::string device;
+};
+// Parses a host end's name (without the leading NUL); nullopt when it is
+// not one.
+std::optional<HostEndInfo> parse_host_end_name(std::string_view name);
+
+// An abstract sockaddr_un for `name`; returns the length to pass to
+// bind/connect.
+socklen_t make_abstract_address(std::string_view name, sockaddr_un& out);
+// The abstract name in a sockaddr_un returned by getpeername/getsockname,
+// or nullopt when the address is not abstract.
+std::optional<std::string_view> abstract_name(const sockaddr_un& address, socklen_t len);
+
+// ------------------------------------------------------------ messages with fds
+
+// sendmsg of one message with an optional fd in SCM_RIGHTS (fd < 0: none).
+// Returns bytes sent or -1 with errno. MSG_NOSIGNAL always.
+ssize_t send_with_fd(int socket, const void* data, size_t len, int fd, int flags = 0);
+// recvmsg of one message; *fd receives a passed fd (MSG_CMSG_CLOEXEC) or -1.
+// Extra fds beyond the first are closed. Returns bytes or -1 with errno.
+ssize_t recv_with_fd(int socket, void* data, size_t len, int* fd, int flags = 0);
+
+}  // namespace ustack::host
