@@ -81,14 +81,31 @@ const PortManager::Bucket* PortManager::find_bucket(Protocol protocol, uint16_t 
     return it == buckets_.end() ? nullptr : &it->second;
 }
 
-bool PortManager::port_conflicts(Protocol protocol, uint16_t port, wire::Ipv4Address address,
-                                 const OwnerFlags& flags, CheckMode mode) const {
+const PortManager::OwnerGroup* PortManager::port_conflicts(Protocol protocol, uint16_t port,
+                                                           wire::Ipv4Address address, const OwnerFlags& flags,
+                                                           CheckMode mode) const {
     const Bucket* bucket = find_bucket(protocol, port);
     if (bucket == nullptr) {
-        return false;
+        return nullptr;
     }
-    return std::any_of(bucket->groups.begin(), bucket->groups.end(),
-                       [&](const OwnerGroup& g) { return conflicts(mode, g, address, flags); });
+    auto it = std::find_if(bucket->groups.begin(), bucket->groups.end(),
+                           [&](const OwnerGroup& g) { return conflicts(mode, g, address, flags); });
+    return it == bucket->groups.end() ? nullptr : &*it;
+}
+
+void PortManager::count_conflict(Protocol protocol, const OwnerGroup& other, const OwnerFlags& flags) {
+    if (protocol == Protocol::Udp) {
+        ++counters_.udp_bind_conflicts;
+    } else if (flags.reuse_port && other.reuse_port && other.state != OwnerState::TimeWait &&
+               other.uid != flags.uid) {
+        ++counters_.bind_conflict_reuseport_uid;
+    } else if (other.state == OwnerState::Listening) {
+        ++counters_.bind_conflict_listener;
+    } else if (other.state == OwnerState::TimeWait) {
+        ++counters_.bind_conflict_time_wait;
+    } else {
+        ++counters_.bind_conflict_bound;
+    }
 }
 
 void PortManager::add(const Reservation& r) {
@@ -135,12 +152,14 @@ Result<Reservation> PortManager::bind(Protocol protocol, wire::Ipv4Address addre
     if (port == 0) {
         auto found = protocol == Protocol::Tcp ? find_open_port_tcp(address, flags) : find_open_port_udp(address, flags);
         if (!found) {
+            ++(protocol == Protocol::Tcp ? counters_.bind_ephemeral_exhausted : counters_.udp_bind_conflicts);
             return fail(EADDRINUSE);
         }
         port = *found;
     } else {
         const CheckMode mode = protocol == Protocol::Tcp ? CheckMode::TcpExplicit : CheckMode::Udp;
-        if (port_conflicts(protocol, port, address, flags, mode)) {
+        if (const OwnerGroup* other = port_conflicts(protocol, port, address, flags, mode)) {
+            count_conflict(protocol, *other, flags);
             return fail(EADDRINUSE);
         }
     }
@@ -156,6 +175,7 @@ Result<void> PortManager::listen(Reservation& reservation) {
     OwnerFlags flags{reservation.reuse_addr, reservation.reuse_port, reservation.uid, reservation.device};
     if (port_conflicts(reservation.protocol, reservation.port, reservation.address, flags, CheckMode::TcpExplicit)) {
         add(reservation);
+        ++counters_.listen_conflicts;
         return fail(EADDRINUSE);
     }
     reservation.state = OwnerState::Listening;
@@ -229,6 +249,7 @@ Result<uint16_t> PortManager::find_open_port_udp(wire::Ipv4Address address, cons
 Result<Reservation> PortManager::udp_autobind(wire::Ipv4Address address, const OwnerFlags& flags) {
     auto port = find_open_port_udp(address, flags);
     if (!port) {
+        ++counters_.udp_autobind_exhausted;
         return fail(EAGAIN);
     }
     Reservation r = make_reservation(Protocol::Udp, address, *port, flags, OwnerState::Bound, true);
@@ -291,6 +312,7 @@ Result<Reservation> PortManager::connect(wire::Ipv4Address local, wire::Ipv4Addr
             break;
         }
     }
+    ++counters_.connect_ephemeral_exhausted;
     return fail(EADDRNOTAVAIL);
 }
 

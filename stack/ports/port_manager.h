@@ -52,6 +52,33 @@ struct Reservation {
     uint32_t device = 0;
 };
 
+// Refusals by reason (`ustackctl stats`). Linux has no counters for these;
+// the names say which rule refused.
+struct PortCounters {
+    uint64_t bind_conflict_listener = 0;       // TCP bind EADDRINUSE: an overlapping LISTEN socket
+    uint64_t bind_conflict_time_wait = 0;      // ... a TIME_WAIT entry (SO_REUSEADDR missing on either side)
+    uint64_t bind_conflict_bound = 0;          // ... a bound or connected socket
+    uint64_t bind_conflict_reuseport_uid = 0;  // ... both SO_REUSEPORT, but another user's socket
+    uint64_t listen_conflicts = 0;             // listen() re-check: EADDRINUSE
+    uint64_t bind_ephemeral_exhausted = 0;     // bind(port 0): every port taken (EADDRINUSE)
+    uint64_t connect_ephemeral_exhausted = 0;  // connect(): no free 4-tuple in the range (EADDRNOTAVAIL)
+    uint64_t udp_bind_conflicts = 0;           // UDP bind EADDRINUSE
+    uint64_t udp_autobind_exhausted = 0;       // UDP autobind: EAGAIN
+
+    template <typename F>
+    void for_each(F&& f) const {
+        f("bind_conflict_listener", bind_conflict_listener);
+        f("bind_conflict_time_wait", bind_conflict_time_wait);
+        f("bind_conflict_bound", bind_conflict_bound);
+        f("bind_conflict_reuseport_uid", bind_conflict_reuseport_uid);
+        f("listen_conflicts", listen_conflicts);
+        f("bind_ephemeral_exhausted", bind_ephemeral_exhausted);
+        f("connect_ephemeral_exhausted", connect_ephemeral_exhausted);
+        f("udp_bind_conflicts", udp_bind_conflicts);
+        f("udp_autobind_exhausted", udp_autobind_exhausted);
+    }
+};
+
 class PortManager {
 public:
     // Tunables are read live (ip_local_port_range may change at run time).
@@ -104,6 +131,7 @@ public:
     bool bound_by_bind(Protocol protocol, uint16_t port) const;
     // Bytes the port table occupies (bench: memory per entry).
     size_t memory_bytes() const;
+    const PortCounters& counters() const { return counters_; }
 
 private:
     // One line of the aggregated owner list.
@@ -129,8 +157,10 @@ private:
     };
     static bool conflicts(CheckMode mode, const OwnerGroup& other, wire::Ipv4Address address,
                           const OwnerFlags& flags);
-    bool port_conflicts(Protocol protocol, uint16_t port, wire::Ipv4Address address, const OwnerFlags& flags,
-                        CheckMode mode) const;
+    // The first owner group that conflicts, or null.
+    const OwnerGroup* port_conflicts(Protocol protocol, uint16_t port, wire::Ipv4Address address,
+                                     const OwnerFlags& flags, CheckMode mode) const;
+    void count_conflict(Protocol protocol, const OwnerGroup& other, const OwnerFlags& flags);
     Result<uint16_t> find_open_port_tcp(wire::Ipv4Address address, const OwnerFlags& flags);
     Result<uint16_t> find_open_port_udp(wire::Ipv4Address address, const OwnerFlags& flags);
     void add(const Reservation& reservation);
@@ -150,6 +180,7 @@ private:
     static constexpr size_t perturb_size = 1 << 16;
     std::unique_ptr<std::array<uint32_t, perturb_size>> perturb_;
     std::array<uint64_t, 2> secret_{};
+    PortCounters counters_;
 };
 
 }  // namespace ustack::ports

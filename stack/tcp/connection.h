@@ -12,7 +12,6 @@
 #include "stack/core/time.h"
 #include "stack/tcp/assembler.h"
 #include "stack/tcp/congestion.h"
-#include "stack/tcp/port_allocator.h"
 #include "stack/tcp/ring_buffer.h"
 #include "stack/tcp/rtt_estimator.h"
 #include "stack/tcp/tcp_types.h"
@@ -73,6 +72,7 @@ struct Connection {
     Linger linger;
     bool reuse_addr = false;
     bool reuse_port = false;
+    bool bind_address_no_port = false;  // IP_BIND_ADDRESS_NO_PORT
     size_t rcvbuf = 0;  // as getsockopt(SO_RCVBUF) reports; payload space is half
     size_t sndbuf = 0;
     bool rcvbuf_locked = false;  // SOCK_RCVBUF_LOCK

@@ -72,30 +72,49 @@ void TcpEngine::queue_fin(Conn& c, Instant now) {
     transmit(c, now);
 }
 
-void TcpEngine::enter_time_wait(Conn& c, Instant now) {
-    // tcp_time_wait(): the connection continues as a TIME_WAIT entry that
-    // keeps what tcp_timewait_state_process() needs; the socket itself is
-    // done (the application sees CLOSED).
-    TimeWaitEntry entry;
-    entry.key = ConnKey::of(c.local, c.remote);
-    entry.snd_nxt = c.snd_nxt;
-    entry.rcv_nxt = c.rcv_nxt;
-    entry.rcv_wnd = receive_window(c);
-    entry.rcv_wscale = c.rcv_wscale;
-    entry.ts_ok = c.ts_ok;
-    entry.ts_offset = c.ts_offset;
-    entry.ts_recent = c.ts_recent;
-    entry.ts_recent_stamp = c.ts_recent_stamp;
-    entry.deadline = now + time_wait_length();
-    if (c.lease) {
-        PortLease lease = *c.lease;
-        ports_.set_state(lease, ports::OwnerState::TimeWait);
-        entry.lease = lease;
-        c.lease.reset();
+TimeWaitState TcpEngine::time_wait_state_of(const Conn& c) {
+    TimeWaitState state;
+    state.tuple = FourTuple{c.local.addr, c.remote.addr, c.local.port, c.remote.port};
+    state.snd_nxt = c.snd_nxt;
+    state.rcv_nxt = c.rcv_nxt;
+    state.rcv_wnd = receive_window(c);
+    state.rcv_wscale = c.rcv_wscale;
+    state.ts_offset = c.ts_offset;
+    if (c.ts_ok) {
+        state.ts_recent = c.ts_recent;
+        state.ts_recent_stamp = c.ts_recent_stamp;
     }
+    return state;
+}
+
+void TcpEngine::enter_time_wait(Conn& c, Instant now) {
+    // tcp_time_wait(): the connection continues as a compact record that
+    // keeps what tcp_timewait_state_process() needs and holds the port with
+    // the socket's flags; the socket itself is done (the application sees
+    // CLOSED). With tcp_max_tw_buckets reached the table refuses, counts
+    // TCPTimeWaitOverflow and releases the port: the socket just closes.
+    const TimeWaitState state = time_wait_state_of(c);
     unhash(c);
-    time_wait_.insert(std::move(entry));
-    ++counters_.time_wait_entered;
+    if (c.lease) {
+        const ports::Reservation reservation = *c.lease;
+        c.lease.reset();
+        time_wait_.insert(now, state, TimeWaitSubstate::TimeWait, reservation);
+    }
+    tcp_done(c);
+}
+
+void TcpEngine::enter_orphan_fin_wait2(Conn& c, Instant now) {
+    // tcp_close() / tcp_rcv_state_process(): an orphan whose FIN was
+    // acknowledged becomes tcp_time_wait(sk, TCP_FIN_WAIT2, tcp_fin_time):
+    // a record that turns into TIME_WAIT on the peer's FIN, answers data
+    // with RST, and goes silently after tcp_fin_timeout.
+    const TimeWaitState state = time_wait_state_of(c);
+    unhash(c);
+    if (c.lease) {
+        const ports::Reservation reservation = *c.lease;
+        c.lease.reset();
+        time_wait_.insert(now, state, TimeWaitSubstate::FinWait2, reservation);
+    }
     tcp_done(c);
 }
 
@@ -281,9 +300,9 @@ void TcpEngine::close(SocketId id, Instant now) {
             break;  // FIN already sent
         }
     }
-    // An orphan already in FIN_WAIT2 lives tcp_fin_timeout.
-    if (c->state == TcpState::FinWait2 && !c->finwait2_at) {
-        c->finwait2_at = now + fin_timeout();
+    // An orphan already in FIN_WAIT2 lives tcp_fin_timeout, as a record.
+    if (c->state == TcpState::FinWait2) {
+        enter_orphan_fin_wait2(*c, now);
     }
     finish();
 }

@@ -29,6 +29,7 @@ struct TcpConfig {
     // tcp_orphan_retries() when net.ipv4.tcp_orphan_retries is 0: 8.
     unsigned orphan_retries = 8;
 
+    // Fallbacks for an engine without a stack (see `tunables` below).
     // TIME_WAIT length (Linux: TCP_TIMEWAIT_LEN, fixed 60 s) and the life
     // of an orphaned FIN_WAIT2 (net.ipv4.tcp_fin_timeout).
     Duration time_wait = Duration::from_secs(60);
@@ -76,9 +77,13 @@ struct TcpConfig {
     unsigned max_backlog = 4096;
     // Out-of-order ranges held per connection before segments are dropped.
     size_t max_ooo_ranges = 32;
-    // When set, the live settings of a stack (ustackctl sysctl) override
-    // time_wait, fin_timeout, tw_reuse, tw_reuse_delay, rfc1337 and
-    // timestamps above, read at each use. Must outlive the engine.
+    // The live settings of a stack (ustackctl sysctl; TcpTransport sets
+    // this). When set they are the only ones read, at each use: time_wait,
+    // tcp_fin_timeout, tcp_tw_reuse, tcp_tw_reuse_delay, tcp_timestamps,
+    // tcp_max_tw_buckets, tcp_rfc1337, ip_local_port_range. When null, the
+    // engine makes its own Tunables from time_wait, fin_timeout, tw_reuse,
+    // tw_reuse_delay, rfc1337 and timestamps above (TcpEngine::own_tunables()
+    // changes them later). Must outlive the engine.
     const Tunables* tunables = nullptr;
 
     // net.ipv4.tcp_invalid_ratelimit: one ACK per this interval in answer to

@@ -21,8 +21,8 @@ constexpr uint32_t min_mss = 88;
 // RFC 7323 §2.3: shifts above 14 are treated as 14.
 constexpr uint8_t max_wscale = 14;
 
-PortOwner owner_of(const Connection& c) {
-    return PortOwner{c.reuse_addr, c.reuse_port, c.uid};
+ports::OwnerFlags owner_of(const Connection& c) {
+    return ports::OwnerFlags{c.reuse_addr, c.reuse_port, c.uid, 0};
 }
 
 }  // namespace
@@ -41,10 +41,18 @@ Result<void> TcpEngine::bind(SocketId id, Endpoint local) {
     if (!local.addr.is_unspecified() && !is_local(local.addr)) {
         return fail(EADDRNOTAVAIL);
     }
+    // inet_num, not the address: after a bind without a port
+    // (IP_BIND_ADDRESS_NO_PORT) the socket may bind again, as on Linux.
     if (c->state != TcpState::Closed || c->lease) {
         return fail(EINVAL);
     }
-    auto lease = ports_.bind(local.addr, local.port, owner_of(*c));
+    if (local.port == 0 && c->bind_address_no_port) {
+        // __inet_bind(): "if (snum || !inet->bind_address_no_port)
+        // get_port()": only the source address is fixed now.
+        c->local = Endpoint{local.addr, 0};
+        return {};
+    }
+    auto lease = ports_.bind(ports::Protocol::Tcp, local.addr, local.port, owner_of(*c));
     if (!lease) {
         return fail(lease.error().value);
     }
@@ -72,13 +80,14 @@ Result<void> TcpEngine::listen(SocketId id, int backlog) {
         return {};
     }
     if (!c->lease) {
-        // listen() on an unbound socket binds an ephemeral port.
-        auto lease = ports_.bind(wire::Ipv4Address::unspecified(), 0, owner_of(*c));
+        // listen() on a socket without a port binds an ephemeral one (on
+        // the address bound with IP_BIND_ADDRESS_NO_PORT, if any).
+        auto lease = ports_.bind(ports::Protocol::Tcp, c->local.addr, 0, owner_of(*c));
         if (!lease) {
             return fail(lease.error().value);
         }
         c->lease = *lease;
-        c->local = Endpoint{wire::Ipv4Address::unspecified(), lease->port};
+        c->local = Endpoint{c->local.addr, lease->port};
     }
     if (auto r = ports_.listen(*c->lease); !r) {
         return fail(r.error().value);
@@ -89,36 +98,23 @@ Result<void> TcpEngine::listen(SocketId id, int backlog) {
     return {};
 }
 
-bool TcpEngine::tuple_free(const ConnKey& key, Instant now, bool explicitly_bound, SeqNumber* write_seq) {
+bool TcpEngine::tuple_free(const ConnKey& key, Instant now, bool explicitly_bound,
+                           std::optional<TimeWaitTable::Reuse>& reuse) {
     if (connections_.contains(key)) {
         return false;
     }
-    const TimeWaitEntry* tw = time_wait_.find(key);
-    if (tw == nullptr) {
+    const FourTuple tuple{wire::Ipv4Address(key.local_addr), wire::Ipv4Address(key.remote_addr), key.local_port,
+                          key.remote_port};
+    if (!time_wait_.find(tuple)) {
         return true;
     }
     // tcp_twsk_unique(): a TIME_WAIT 4-tuple may be reused when the old
     // connection had timestamps (PAWS then tells the incarnations apart)
     // and tcp_tw_reuse allows it and tcp_tw_reuse_delay passed since its
     // last timestamp; an explicitly bound socket reuses it whatever
-    // tcp_tw_reuse says. tcp_tw_reuse = 2 is loopback only: never here.
-    if (!tw->ts_ok || !tw->ts_recent) {
-        return false;
-    }
-    const bool delay_passed = now - tw->ts_recent_stamp >= tw_reuse_delay();
-    if (!explicitly_bound && !(tw_reuse() == 1 && delay_passed)) {
-        return false;
-    }
-    uint32_t seq = (tw->snd_nxt + 65535 + 2).raw();
-    if (seq == 0) {
-        seq = 1;
-    }
-    *write_seq = SeqNumber(seq);
-    if (auto lease = time_wait_.remove(key)) {
-        ports_.release(*lease);
-    }
-    ++counters_.time_wait_reused;
-    return true;
+    // tcp_tw_reuse says. The table counts TWRecycled.
+    reuse = time_wait_.take_for_reuse(tuple, now, explicitly_bound);
+    return reuse.has_value();
 }
 
 Result<void> TcpEngine::connect(SocketId id, Instant now, Endpoint remote) {
@@ -172,16 +168,12 @@ Result<void> TcpEngine::connect_socket(SocketId id, Instant now, Endpoint remote
         }
         source = config_.local_addresses.front();
     }
-    std::optional<SeqNumber> reused_seq;
+    std::optional<TimeWaitTable::Reuse> reuse;  // set when a TIME_WAIT entry was taken over
     if (c->lease) {
         // Already bound: the 4-tuple must be unique (__inet_check_established).
-        SeqNumber write_seq;
         const ConnKey key = ConnKey::of(Endpoint{source, c->lease->port}, remote);
-        if (!tuple_free(key, now, true, &write_seq)) {
+        if (!tuple_free(key, now, true, reuse)) {
             return fail(EADDRNOTAVAIL);
-        }
-        if (write_seq != SeqNumber()) {
-            reused_seq = write_seq;  // took over a TIME_WAIT entry
         }
         if (c->lease->address.is_unspecified()) {
             ports_.set_address(*c->lease, source);
@@ -189,16 +181,8 @@ Result<void> TcpEngine::connect_socket(SocketId id, Instant now, Endpoint remote
         ports_.set_state(*c->lease, ports::OwnerState::Connected);
         c->local = Endpoint{source, c->lease->port};
     } else {
-        SeqNumber write_seq;
-        bool took_time_wait = false;
-        auto lease = ports_.connect(source, remote, owner_of(*c), [&](uint16_t port) {
-            SeqNumber seq;
-            const bool free = tuple_free(ConnKey::of(Endpoint{source, port}, remote), now, false, &seq);
-            if (free && seq != SeqNumber()) {
-                write_seq = seq;
-                took_time_wait = true;
-            }
-            return free;
+        auto lease = ports_.connect(source, remote.addr, remote.port, owner_of(*c), [&](uint16_t port) {
+            return tuple_free(ConnKey::of(Endpoint{source, port}, remote), now, false, reuse);
         });
         if (!lease) {
             return fail(lease.error().value);
@@ -206,12 +190,12 @@ Result<void> TcpEngine::connect_socket(SocketId id, Instant now, Endpoint remote
         c->lease = *lease;
         c->local = Endpoint{source, lease->port};
         c->port_locked = false;
-        if (took_time_wait) {
-            reused_seq = write_seq;
-        }
     }
     c->remote = remote;
-    c->iss = reused_seq ? *reused_seq : secrets_.isn(now, c->local, c->remote);
+    // tcp_v4_connect(): after a TIME_WAIT takeover the new incarnation
+    // starts above the old one's sequence space (tw_snd_nxt + 65535 + 2);
+    // its TS.Recent comes from the SYN-ACK, as for any connection.
+    c->iss = reuse ? reuse->write_seq : secrets_.isn(now, c->local, c->remote);
     init_connection(*c, now);
     set_state(*c, TcpState::SynSent);
     hash(*c);

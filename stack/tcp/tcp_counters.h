@@ -47,11 +47,15 @@ namespace ustack::tcp {
     X(listen_overflows, "handshakes completed with a full accept queue (ListenOverflows)")      \
     X(listen_drops, "SYNs dropped by a listener (ListenDrops)")                                 \
     X(syn_queue_drops, "SYNs dropped: SYN queue full")                                          \
-    X(time_wait_entered, "connections that entered TIME_WAIT")                                  \
+    X(time_wait_entered, "connections that entered TIME_WAIT (TW)")                             \
     X(time_wait_expired, "TIME_WAIT entries expired")                                           \
-    X(time_wait_killed, "TIME_WAIT entries ended by RST (RFC 1337 assassination)")              \
+    X(time_wait_killed, "TIME_WAIT entries ended by RST, RFC 1337 assassination (TWKilled)")    \
     X(time_wait_reopened, "TIME_WAIT entries taken over by a new SYN")                          \
     X(time_wait_reused, "TIME_WAIT entries reused by connect (TWRecycled)")                     \
+    X(time_wait_overflow, "closes that skipped TIME_WAIT: tcp_max_tw_buckets (TCPTimeWaitOverflow)") \
+    X(time_wait_acks_skipped, "ACKs from TIME_WAIT/FIN_WAIT2 records rate-limited (TCPACKSkippedTimeWait)") \
+    X(time_wait_killed_by_admin, "TIME_WAIT entries dropped by kill_time_wait (ss -K)")         \
+    X(fin_wait2_orphans, "orphaned FIN_WAIT2 connections moved to records")                     \
     X(icmp_errors, "ICMP errors applied to a connection")                                       \
     X(icmp_out_of_window, "ICMP errors quoting a sequence number out of window (OutOfWindowIcmps)") \
     X(bad_segments, "segments dropped as invalid (bad ACK, no ACK, ...)")

@@ -27,16 +27,34 @@ std::string_view to_string(TcpState state) {
     return "?";
 }
 
-TcpEngine::TcpEngine(TcpConfig config, TcpOutput& output, Random& random, PortAllocator* ports)
+namespace {
+
+// The settings of an engine without a stack: TcpConfig's copies.
+Tunables tunables_from(const TcpConfig& config) {
+    Tunables t;
+    t.time_wait = config.time_wait;
+    t.tcp_fin_timeout = config.fin_timeout;
+    t.tcp_tw_reuse = config.tw_reuse;
+    t.tcp_tw_reuse_delay = config.tw_reuse_delay;
+    t.tcp_timestamps = config.timestamps;
+    t.tcp_rfc1337 = config.rfc1337 ? 1 : 0;
+    return t;
+}
+
+}  // namespace
+
+TcpEngine::TcpEngine(TcpConfig config, TcpOutput& output, Random& random, ports::PortManager* ports)
     : config_(std::move(config)),
       output_(output),
       random_(random),
-      own_ports_(ports == nullptr ? std::make_unique<SimplePortAllocator>(random) : nullptr),
+      own_tunables_(tunables_from(config_)),
+      tunables_(config_.tunables != nullptr ? *config_.tunables : own_tunables_),
+      own_ports_(ports == nullptr ? std::make_unique<ports::PortManager>(tunables_, random) : nullptr),
       ports_(ports == nullptr ? *own_ports_ : *ports),
       secrets_(random),
       reuseport_seed_(random.next_u64()),
       connections_(64, ConnKeyHash{random.next_u64()}),
-      time_wait_(config_.invalid_ratelimit) {}
+      time_wait_(tunables_, ports_, random) {}
 
 TcpEngine::~TcpEngine() = default;
 
@@ -179,10 +197,48 @@ std::optional<TcpState> TcpEngine::state_of(const Endpoint& local, const Endpoin
     if (it != connections_.end()) {
         return find(it->second)->state;
     }
-    if (time_wait_.find(key) != nullptr) {
-        return TcpState::TimeWait;
+    if (auto tw = time_wait_.find(FourTuple{local.addr, remote.addr, local.port, remote.port})) {
+        return time_wait_.substate(*tw) == TimeWaitSubstate::FinWait2 ? TcpState::FinWait2 : TcpState::TimeWait;
     }
     return std::nullopt;
+}
+
+// ------------------------------------------------------------ inspection
+
+namespace {
+
+// kill_time_wait's filter: port 0 and 0.0.0.0 match anything.
+bool endpoint_matches(const Endpoint& e, const Endpoint& match) {
+    return (match.addr.is_unspecified() || e.addr == match.addr) && (match.port == 0 || e.port == match.port);
+}
+
+}  // namespace
+
+void TcpEngine::for_each_socket(FunctionRef<void(const SocketSummary&)> f) const {
+    for (const auto& slot : sockets_) {
+        if (slot) {
+            f(SocketSummary{slot->id, slot->state, slot->local, slot->remote, slot->orphan, slot->uid});
+        }
+    }
+}
+
+void TcpEngine::for_each_time_wait(Instant now, FunctionRef<void(const TimeWaitSummary&)> f) const {
+    time_wait_.for_each([&](const TimeWaitTable::View& v) {
+        const Duration remaining = v.deadline > now ? v.deadline - now : Duration::zero();
+        f(TimeWaitSummary{Endpoint{v.tuple.local, v.tuple.local_port}, Endpoint{v.tuple.remote, v.tuple.remote_port},
+                          v.substate == TimeWaitSubstate::FinWait2, remaining});
+    });
+}
+
+size_t TcpEngine::kill_time_wait(Instant now, Endpoint match) {
+    // Entries already due go first, so the count is of live ones only.
+    time_wait_.poll(now);
+    const size_t killed = time_wait_.kill_if([&](const FourTuple& t) {
+        return endpoint_matches(Endpoint{t.local, t.local_port}, match) ||
+               endpoint_matches(Endpoint{t.remote, t.remote_port}, match);
+    });
+    sync_time_wait_counters();
+    return killed;
 }
 
 // ------------------------------------------------------------ timers
@@ -221,6 +277,24 @@ void TcpEngine::finish() {
         }
     }
     dead_.clear();
+    sync_time_wait_counters();
+}
+
+void TcpEngine::sync_time_wait_counters() {
+    // The table counts its own events (Linux names); the engine's counters
+    // show them too, as one set.
+    const TimeWaitCounters& now = time_wait_.counters();
+    TimeWaitCounters& seen = time_wait_seen_;
+    counters_.time_wait_entered += now.entered - seen.entered;
+    counters_.fin_wait2_orphans += now.fin_wait2_entered - seen.fin_wait2_entered;
+    counters_.time_wait_expired += now.expired - seen.expired;
+    counters_.time_wait_killed += now.killed_by_rst - seen.killed_by_rst;
+    counters_.time_wait_reused += now.recycled - seen.recycled;
+    counters_.time_wait_overflow += now.overflow - seen.overflow;
+    counters_.paws_rejected += now.paws_rejected - seen.paws_rejected;
+    counters_.time_wait_acks_skipped += now.acks_rate_limited - seen.acks_rate_limited;
+    counters_.time_wait_killed_by_admin += now.killed_by_admin - seen.killed_by_admin;
+    seen = now;
 }
 
 void TcpEngine::poll(Instant now) {
@@ -236,13 +310,7 @@ void TcpEngine::poll(Instant now) {
         touch(*c);
         run_timers(*c, now);
     }
-    time_wait_.expire(now, [&](TimeWaitEntry& entry) {
-        ++counters_.time_wait_expired;
-        if (entry.lease) {
-            ports_.release(*entry.lease);
-            entry.lease.reset();
-        }
-    });
+    time_wait_.poll(now);
     finish();
 }
 
@@ -309,10 +377,15 @@ void TcpEngine::input(Instant now, wire::Ipv4Address src, wire::Ipv4Address dst,
         } else {
             segment_arrives(*c, now, segment, payload);
         }
+        // The ACK of an orphan's FIN (no FIN with it, or it would be in
+        // TIME_WAIT now): tcp_time_wait(sk, TCP_FIN_WAIT2, tmo).
+        if (c->orphan && c->state == TcpState::FinWait2) {
+            enter_orphan_fin_wait2(*c, now);
+        }
         finish();
         return;
     }
-    if (TimeWaitEntry* tw = time_wait_.find(key)) {
+    if (auto tw = time_wait_.find(FourTuple{dst, src, segment.dst_port, segment.src_port})) {
         time_wait_input(*tw, now, src, dst, segment, payload.size());
         finish();
         return;
@@ -328,51 +401,42 @@ void TcpEngine::input(Instant now, wire::Ipv4Address src, wire::Ipv4Address dst,
     send_reset_for(now, src, dst, segment, payload.size());
 }
 
-void TcpEngine::time_wait_input(TimeWaitEntry& entry, Instant now, wire::Ipv4Address src, wire::Ipv4Address dst,
-                                const wire::TcpRepr& segment, size_t payload_len) {
-    std::optional<PortLease> released;
-    const ConnKey key = entry.key;
-    const TwStatus status =
-        time_wait_.process(entry, now, segment, payload_len, time_wait_length(), rfc1337(), released);
-    if (status.paws_rejected) {
-        ++counters_.paws_rejected;
-    }
-    switch (status.action) {
-    case TwStatus::Action::Drop:
+void TcpEngine::time_wait_input(TimeWaitTable::Handle entry, Instant now, wire::Ipv4Address src,
+                                wire::Ipv4Address dst, const wire::TcpRepr& segment, size_t payload_len) {
+    const bool fin_wait2 = time_wait_.substate(entry) == TimeWaitSubstate::FinWait2;
+    const TimeWaitVerdict verdict = time_wait_.process(entry, now, segment, payload_len);
+    switch (verdict.action) {
+    case TimeWaitVerdict::Action::Drop:
+    case TimeWaitVerdict::Action::Killed:
         return;
-    case TwStatus::Action::Killed:
-        ++counters_.time_wait_killed;
-        if (released) {
-            ports_.release(*released);
+    case TimeWaitVerdict::Action::Reset:
+        // Data (or a SYN) for an orphaned FIN_WAIT2: "RFC 1122 says we MUST
+        // send a reset" (TCPAbortOnData); the record is gone.
+        if (fin_wait2) {
+            ++counters_.aborts_on_data;
         }
-        return;
-    case TwStatus::Action::Reset:
         send_reset_for(now, src, dst, segment, payload_len);
         return;
-    case TwStatus::Action::Syn: {
+    case TimeWaitVerdict::Action::Syn: {
         // TCP_TW_SYN: a listener takes the SYN, the entry goes.
         const Endpoint local{dst, segment.dst_port};
         const Endpoint remote{src, segment.src_port};
         if (Conn* l = lookup_listener(local, remote)) {
-            if (auto lease = time_wait_.remove(key)) {
-                ports_.release(*lease);
-            }
+            time_wait_.kill(entry);
             ++counters_.time_wait_reopened;
             touch(*l);
-            listen_input(*l, now, src, dst, segment, payload_len, status.isn);
+            listen_input(*l, now, src, dst, segment, payload_len, verdict.isn);
             return;
         }
-        // No listener: "to ACK".
+        // No listener: tcp_v4_rcv falls through "to ACK".
         break;
     }
-    case TwStatus::Action::Ack:
+    case TimeWaitVerdict::Action::Ack:
         break;
     }
-    if (const TimeWaitEntry* tw = time_wait_.find(key)) {
-        const wire::TcpRepr ack = time_wait_.ack_for(*tw, now);
-        ++counters_.segments_out;
-        output_.send_segment(now, dst, src, ack, {});
-    }
+    const wire::TcpRepr ack = time_wait_.ack_for(entry, now);
+    ++counters_.segments_out;
+    output_.send_segment(now, dst, src, ack, {});
 }
 
 }  // namespace ustack::tcp

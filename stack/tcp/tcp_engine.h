@@ -2,7 +2,8 @@
 // The TCP engine: every TCP socket of one stack (RFC 9293, with Linux's
 // choices wherever the RFCs leave one). Pure: no syscalls, no clock (every
 // entry point takes `now`), randomness from the injected Random, segments
-// out through TcpOutput, ports through a PortAllocator.
+// out through TcpOutput, ports through the stack's ports::PortManager (every
+// bind rule of SEMANTICS.md), TIME_WAIT in a compact TimeWaitTable.
 //
 // The IP layer calls input() for each TCP segment addressed to us,
 // icmp_error() for ICMP errors quoting one of our segments, and poll(now)
@@ -18,7 +19,7 @@
 //   tcp_send.cpp      send(), segmentation, Nagle/cork, segment building
 //   tcp_timers.cpp    RTO, persist, delayed ACK, keepalive, FIN_WAIT2
 //   tcp_close.cpp     shutdown/close/abort, state changes, tcp_done
-//   tcp_time_wait.*   TIME_WAIT entries
+//   time_wait_table.* TIME_WAIT and orphaned FIN_WAIT2 records
 //   tcp_sockopt.cpp   options, readiness, info
 #include <cstddef>
 #include <cstdint>
@@ -30,15 +31,17 @@
 #include <vector>
 
 #include "stack/core/expected.h"
+#include "stack/core/function_ref.h"
 #include "stack/core/random.h"
 #include "stack/core/time.h"
 #include "stack/tcp/connection.h"
 #include "stack/tcp/isn.h"
-#include "stack/tcp/port_allocator.h"
+#include "stack/core/tunables.h"
+#include "stack/ports/port_manager.h"
 #include "stack/tcp/tcp_config.h"
 #include "stack/tcp/tcp_counters.h"
 #include "stack/tcp/tcp_output.h"
-#include "stack/tcp/tcp_time_wait.h"
+#include "stack/tcp/time_wait_table.h"
 #include "stack/tcp/tcp_types.h"
 #include "stack/tcp/tcp_util.h"
 #include "stack/wire/bytes.h"
@@ -58,10 +61,31 @@ struct IcmpError {
     uint16_t mtu = 0;  // next-hop MTU for EMSGSIZE, 0 if unknown
 };
 
+// One socket as `ustackctl ss` shows it (the handle may be an orphan still
+// closing, or a child not yet accepted).
+struct SocketSummary {
+    SocketId id;
+    TcpState state;
+    Endpoint local;
+    Endpoint remote;
+    bool orphan;
+    uint32_t uid;
+};
+
+// One TIME_WAIT (or orphaned FIN_WAIT2) record as `ustackctl ss` shows it.
+struct TimeWaitSummary {
+    Endpoint local;
+    Endpoint remote;
+    bool fin_wait2;
+    Duration remaining;
+};
+
 class TcpEngine {
 public:
-    // `ports` may be null: the engine then uses its own SimplePortAllocator.
-    TcpEngine(TcpConfig config, TcpOutput& output, Random& random, PortAllocator* ports = nullptr);
+    // `ports`: the stack's port manager, shared with UDP. When null the
+    // engine keeps its own (over config.tunables, or over its own Tunables
+    // made from the TcpConfig copies when no stack supplies them).
+    TcpEngine(TcpConfig config, TcpOutput& output, Random& random, ports::PortManager* ports = nullptr);
     ~TcpEngine();
     TcpEngine(const TcpEngine&) = delete;
     TcpEngine& operator=(const TcpEngine&) = delete;
@@ -124,27 +148,41 @@ public:
 
     const TcpCounters& counters() const { return counters_; }
     const TcpConfig& config() const { return config_; }
+    // The settings in force: the stack's live Tunables when attached,
+    // else the engine's own.
+    const Tunables& tunables() const { return tunables_; }
+    // The engine's own settings (an engine without a stack); changing them
+    // on an attached engine has no effect.
+    Tunables& own_tunables() { return own_tunables_; }
+    const TimeWaitCounters& time_wait_counters() const { return time_wait_.counters(); }
+    // Bind/listen/connect refusals by reason, from the port manager (shared
+    // with UDP when the engine is attached to a stack).
+    const ports::PortCounters& port_counters() const { return ports_.counters(); }
     void set_local_addresses(std::vector<wire::Ipv4Address> addresses) { config_.local_addresses = std::move(addresses); }
     // Sockets in use, including orphans still closing.
     size_t socket_count() const { return live_sockets_; }
-    size_t time_wait_count() const { return time_wait_.size(); }
+    // TIME_WAIT records (orphaned FIN_WAIT2 records not included).
+    size_t time_wait_count() const { return time_wait_.size() - time_wait_.fin_wait2_count(); }
+    // Orphaned FIN_WAIT2 connections held as records.
+    size_t fin_wait2_count() const { return time_wait_.fin_wait2_count(); }
     std::optional<TcpState> state_of(const Endpoint& local, const Endpoint& remote) const;
+
+    // ---- inspection (ustackctl ss / kill-tw)
+    // Every socket handle in use, orphans included (TIME_WAIT records are
+    // not sockets: see for_each_time_wait).
+    void for_each_socket(FunctionRef<void(const SocketSummary&)> f) const;
+    void for_each_time_wait(Instant now, FunctionRef<void(const TimeWaitSummary&)> f) const;
+    // Drops TIME_WAIT entries whose local or remote endpoint matches (port 0 / 0.0.0.0 = any), like `ss -K`; returns how many.
+    size_t kill_time_wait(Instant now, Endpoint match);
 
 private:
     using SeqNumber = wire::SeqNumber;
     using Conn = Connection;
 
-    // ---- settings that may come live from the stack's Tunables
-    Duration time_wait_length() const { return config_.tunables ? config_.tunables->time_wait : config_.time_wait; }
-    Duration fin_timeout() const { return config_.tunables ? config_.tunables->tcp_fin_timeout : config_.fin_timeout; }
-    int tw_reuse() const { return config_.tunables ? config_.tunables->tcp_tw_reuse : config_.tw_reuse; }
-    Duration tw_reuse_delay() const {
-        return config_.tunables ? config_.tunables->tcp_tw_reuse_delay : config_.tw_reuse_delay;
-    }
-    bool rfc1337() const { return config_.tunables ? config_.tunables->tcp_rfc1337 != 0 : config_.rfc1337; }
-    bool timestamps_enabled() const {
-        return config_.tunables ? config_.tunables->tcp_timestamps : config_.timestamps;
-    }
+    // ---- settings read live from the Tunables in force
+    Duration time_wait_length() const { return tunables_.time_wait; }
+    Duration fin_timeout() const { return tunables_.tcp_fin_timeout; }
+    bool timestamps_enabled() const { return tunables_.tcp_timestamps; }
 
     // ---- tcp_engine.cpp
     Conn* find(SocketId id);
@@ -183,7 +221,11 @@ private:
     void send_syn_ack(Conn& c, Instant now);
     bool child_established(Conn& child, Instant now);  // false: accept queue full
     void drop_child(Conn& child);
-    bool tuple_free(const ConnKey& key, Instant now, bool explicitly_bound, SeqNumber* write_seq);
+    // __inet_check_established(): is the 4-tuple free for a new outgoing
+    // connection? It may take over a TIME_WAIT entry (tcp_twsk_unique),
+    // whose sequence and timestamp state then goes to `reuse`.
+    bool tuple_free(const ConnKey& key, Instant now, bool explicitly_bound,
+                    std::optional<TimeWaitTable::Reuse>& reuse);
 
     // ---- tcp_input.cpp
     void segment_arrives(Conn& c, Instant now, const wire::TcpRepr& segment, wire::ByteSpan payload);
@@ -254,17 +296,24 @@ private:
     void queue_fin(Conn& c, Instant now);
     void close_listener(Conn& c, Instant now);
     void enter_time_wait(Conn& c, Instant now);
+    // tcp_time_wait(sk, TCP_FIN_WAIT2, tmo): an orphan whose FIN was
+    // acknowledged continues as a record until tcp_fin_timeout.
+    void enter_orphan_fin_wait2(Conn& c, Instant now);
+    TimeWaitState time_wait_state_of(const Conn& c);
     void reset_for_reconnect(Conn& c);
 
     // ---- TIME_WAIT
-    void time_wait_input(TimeWaitEntry& entry, Instant now, wire::Ipv4Address src, wire::Ipv4Address dst,
+    void time_wait_input(TimeWaitTable::Handle entry, Instant now, wire::Ipv4Address src, wire::Ipv4Address dst,
                          const wire::TcpRepr& segment, size_t payload_len);
+    void sync_time_wait_counters();
 
     TcpConfig config_;
     TcpOutput& output_;
     Random& random_;
-    std::unique_ptr<SimplePortAllocator> own_ports_;
-    PortAllocator& ports_;
+    Tunables own_tunables_;
+    const Tunables& tunables_;
+    std::unique_ptr<ports::PortManager> own_ports_;
+    ports::PortManager& ports_;
     SequenceSecrets secrets_;
     uint64_t reuseport_seed_;
     TcpCounters counters_;
@@ -274,7 +323,8 @@ private:
     size_t live_sockets_ = 0;
     std::unordered_map<ConnKey, SocketId, ConnKeyHash> connections_;
     std::unordered_map<uint16_t, std::vector<SocketId>> listeners_;  // by local port
-    TimeWaitList time_wait_;
+    TimeWaitTable time_wait_;
+    TimeWaitCounters time_wait_seen_;  // the table's counters already added to counters_
     std::set<std::pair<Instant, SocketId>> timers_;
     std::vector<uint8_t> scratch_;  // payload of the segment being built
     std::vector<SocketId> touched_;

@@ -132,6 +132,9 @@ Result<void> TcpEngine::set_option(SocketId id, Instant now, SockOpt option, int
             ports_.set_flags(*c->lease, c->reuse_addr, c->reuse_port);
         }
         break;
+    case SockOpt::BindAddressNoPort:
+        c->bind_address_no_port = value != 0;
+        break;
     }
     finish();
     return result;
@@ -160,6 +163,7 @@ Result<int> TcpEngine::get_option(SocketId id, SockOpt option) const {
         return static_cast<int>(c->mss_cache);
     case SockOpt::ReuseAddr: return c->reuse_addr ? 1 : 0;
     case SockOpt::ReusePort: return c->reuse_port ? 1 : 0;
+    case SockOpt::BindAddressNoPort: return c->bind_address_no_port ? 1 : 0;
     }
     return fail(ENOPROTOOPT);
 }
@@ -285,6 +289,7 @@ Result<TcpInfo> TcpEngine::info(SocketId id) const {
     i.snd_wscale = c->snd_wscale;
     i.rcv_wscale = c->rcv_wscale;
     i.timestamps = c->ts_ok;
+    i.ts_recent = c->ts_ok ? c->ts_recent.value_or(0) : 0;
     i.sack = c->sack_ok;
     i.window_scaling = c->wscale_ok;
     i.cwnd = c->cwnd();

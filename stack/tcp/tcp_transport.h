@@ -20,7 +20,6 @@
 #include "stack/ip/ipv4_output.h"
 #include "stack/ports/port_manager.h"
 #include "stack/stack.h"
-#include "stack/tcp/port_manager_allocator.h"
 #include "stack/tcp/tcp_engine.h"
 
 namespace ustack::tcp {
@@ -68,7 +67,7 @@ private:
                       wire::ByteSpan payload) override;
 
     ip::Ipv4Output& ip_;
-    PortManagerAllocator ports_;
+    ports::PortManager& ports_;
     TcpEngine engine_;
     TcpTransportCounters counters_;
 };

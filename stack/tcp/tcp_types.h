@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "stack/core/time.h"
+#include "stack/ports/port_manager.h"
 #include "stack/wire/ipv4_address.h"
 #include "stack/wire/seq.h"
 
@@ -13,6 +14,10 @@ namespace ustack::tcp {
 
 // A socket handle, valid from open() until close()/abort().
 using SocketId = uint32_t;
+
+// What a socket (or TIME_WAIT record) holds of its local port: its
+// reservation in the stack's PortManager, kept to change or release it.
+using PortLease = ports::Reservation;
 
 struct Endpoint {
     wire::Ipv4Address addr;
@@ -58,6 +63,9 @@ enum class SockOpt : uint8_t {
     MaxSeg,       // TCP_MAXSEG (read: the current send MSS)
     ReuseAddr,    // SO_REUSEADDR
     ReusePort,    // SO_REUSEPORT
+    // IP_BIND_ADDRESS_NO_PORT: bind(addr, port 0) takes only the address;
+    // the port is chosen by connect(), which may share it among 4-tuples.
+    BindAddressNoPort,
 };
 
 // SO_LINGER.
@@ -99,6 +107,7 @@ struct TcpInfo {
     uint8_t snd_wscale = 0;
     uint8_t rcv_wscale = 0;
     bool timestamps = false;
+    uint32_t ts_recent = 0;     // the peer's last TSval we keep (RFC 7323 TS.Recent), 0 without timestamps
     bool sack = false;
     bool window_scaling = false;
     uint32_t cwnd = 0;          // bytes

@@ -184,6 +184,7 @@ bool TimeWaitTable::insert(Instant now, const TimeWaitState& state, TimeWaitSubs
     r.bits = Record::live_bit;
     if (substate == TimeWaitSubstate::FinWait2) {
         r.bits |= Record::fin_wait2_bit;
+        ++fin_wait2_live_;
     }
     if (state.ts_recent) {
         r.bits |= Record::has_ts_bit;
@@ -228,6 +229,9 @@ void TimeWaitTable::remove(uint32_t record) {
     index_erase(record);
     list_unlink(record);
     ports_.release(reservation_of(rec(record)));
+    if (rec(record).has(Record::fin_wait2_bit)) {
+        --fin_wait2_live_;
+    }
     rec(record).bits = 0;
     rec(record).next = free_head_;
     free_head_ = record;
@@ -241,11 +245,15 @@ void TimeWaitTable::kill(Handle entry) {
 }
 
 size_t TimeWaitTable::kill_matching(wire::Ipv4Address address, uint16_t port) {
+    return kill_if([&](const FourTuple& t) {
+        return (t.local == address && t.local_port == port) || (t.remote == address && t.remote_port == port);
+    });
+}
+
+size_t TimeWaitTable::kill_if(FunctionRef<bool(const FourTuple&)> match) {
     std::vector<uint32_t> victims;
     for (uint32_t i = head_; i != none; i = rec(i).next) {
-        const Record& r = rec(i);
-        if ((r.local_addr == address.to_u32() && r.local_port == port) ||
-            (r.remote_addr == address.to_u32() && r.remote_port == port)) {
+        if (match(tuple_of(rec(i)))) {
             victims.push_back(i);
         }
     }
@@ -353,6 +361,7 @@ TimeWaitVerdict TimeWaitTable::process(Handle entry, Instant now, const wire::Tc
             return verdict;
         }
         r.bits &= static_cast<uint8_t>(~Record::fin_wait2_bit);
+        --fin_wait2_live_;
         r.rcv_nxt = end_seq;
         if (saw_tstamp) {
             r.ts_recent_stamp_ms = now_ms;

@@ -9,6 +9,9 @@
 // Lookup by 4-tuple, insert, expiry and reuse are O(1).
 #include <cstdint>
 #include <memory>
+#include <vector>
+
+#include "stack/core/function_ref.h"
 #include <optional>
 #include <vector>
 
@@ -108,12 +111,19 @@ public:
     void kill(Handle entry);
     // ustackctl kill-tw ADDR:PORT (either end); returns how many.
     size_t kill_matching(wire::Ipv4Address address, uint16_t port);
+    // Kills every entry whose 4-tuple `match` accepts (counted as
+    // killed_by_admin); returns how many.
+    size_t kill_if(FunctionRef<bool(const FourTuple&)> match);
+
+    TimeWaitSubstate substate(Handle entry) const { return rec(entry).substate(); }
 
     // Expires what is due.
     void poll(Instant now);
     std::optional<Instant> poll_at() const;
 
     size_t size() const { return live_; }
+    // Entries in the orphaned FIN_WAIT2 substate (part of size()).
+    size_t fin_wait2_count() const { return fin_wait2_live_; }
     const TimeWaitCounters& counters() const { return counters_; }
     size_t memory_bytes() const;
 
@@ -201,6 +211,7 @@ private:
     uint32_t head_ = none;         // earliest deadline
     uint32_t tail_ = none;
     size_t live_ = 0;
+    size_t fin_wait2_live_ = 0;
     TimeWaitCounters counters_;
 };
 

@@ -263,6 +263,37 @@ TEST(TimeWait, KillMatchingDropsEntriesByEitherEnd) {
     EXPECT_EQ(f.table.size(), 0u);
 }
 
+// kill_if (the engine's kill_time_wait, `ss -K`): any predicate on the
+// 4-tuple; the ports are released and the kills counted.
+TEST(TimeWait, KillIfDropsWhatThePredicateMatches) {
+    TwFixture f;
+    f.add(f.t0, true, TimeWaitSubstate::TimeWait, 40000);
+    f.add(f.t0, true, TimeWaitSubstate::TimeWait, 40001);
+    f.add(f.t0, true, TimeWaitSubstate::TimeWait, 40002);
+    EXPECT_EQ(f.table.kill_if([](const FourTuple& t) { return t.local_port >= 40001; }), 2u);
+    EXPECT_EQ(f.table.size(), 1u);
+    EXPECT_EQ(f.ports.owner_count(ports::Protocol::Tcp, 40001), 0u);
+    EXPECT_EQ(f.ports.owner_count(ports::Protocol::Tcp, 40000), 1u);
+    EXPECT_EQ(f.table.counters().killed_by_admin, 2u);
+}
+
+// fin_wait2_count(): orphaned FIN_WAIT2 records, until their FIN turns
+// them into TIME_WAIT or they go.
+TEST(TimeWait, FinWait2CountFollowsTheSubstate) {
+    TwFixture f;
+    auto h = f.add(f.t0, true, TimeWaitSubstate::FinWait2, 40000);
+    f.add(f.t0, true, TimeWaitSubstate::FinWait2, 40001);
+    f.add(f.t0, true, TimeWaitSubstate::TimeWait, 40002);
+    EXPECT_EQ(f.table.fin_wait2_count(), 2u);
+    EXPECT_EQ(f.table.substate(h), TimeWaitSubstate::FinWait2);
+    f.table.process(h, f.t0 + Duration::from_secs(1), segment(5000, flags::FIN | flags::ACK, 800), 0);
+    EXPECT_EQ(f.table.substate(h), TimeWaitSubstate::TimeWait);
+    EXPECT_EQ(f.table.fin_wait2_count(), 1u);
+    EXPECT_EQ(f.table.kill_matching(local, 40001), 1u);
+    EXPECT_EQ(f.table.fin_wait2_count(), 0u);
+    EXPECT_EQ(f.table.size(), 2u);
+}
+
 TEST(TimeWait, IndexStaysConsistentUnderRandomInsertAndRemove) {
     Tunables tunables;
     tunables.tcp_max_tw_buckets = 1u << 30;
