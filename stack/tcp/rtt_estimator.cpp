@@ -37,9 +37,14 @@ void RttEstimator::sample(Duration rtt) {
     min_rtt_ = std::min(min_rtt_, rtt);
 
     // RTO = SRTT + max(G, K*RTTVAR), K = 4. RFC 6298 §2.4 asks for a 1 s
-    // floor; like Linux (TCP_RTO_MIN) we use 200 ms. §2.5 allows a maximum
-    // of at least 60 s; Linux's TCP_RTO_MAX is 120 s.
-    base_rto_ = std::clamp(srtt_ + std::max(clock_granularity, rttvar_ * 4), min_rto, max_rto);
+    // floor on the RTO; Linux puts its 200 ms floor (TCP_RTO_MIN) on the
+    // variance term instead (tcp_rtt_estimator keeps rttvar_us >=
+    // tcp_rto_min_us; __tcp_set_rto is srtt + rttvar), so the RTO is never
+    // less than SRTT + 200 ms: 220 ms on a 20 ms path, not 200 ms. We do
+    // the same, so timeouts (and tcp_retries2's give-up instant) fall
+    // where Linux's do. §2.5 allows a maximum of at least 60 s; Linux's
+    // TCP_RTO_MAX is 120 s.
+    base_rto_ = std::min(srtt_ + std::max({clock_granularity, rttvar_ * 4, min_rto}), max_rto);
 
     // A fresh sample means the path answers again: RFC 6298 §5.7 recomputes
     // the RTO from it rather than keeping the backed-off value.

@@ -1,6 +1,7 @@
 #pragma once
 // Retransmission timeout per RFC 6298 with Linux's bounds: initial RTO 1 s,
-// minimum 200 ms (TCP_RTO_MIN), maximum 120 s (TCP_RTO_MAX). Samples come
+// at least SRTT + 200 ms (TCP_RTO_MIN as the floor of the variance term,
+// as tcp_rtt_estimator), maximum 120 s (TCP_RTO_MAX). Samples come
 // from timestamps (RFC 7323 §4) or from un-retransmitted segments (Karn).
 #include <cstdint>
 

@@ -522,7 +522,8 @@ TEST(TcpConnect, HandshakeGivesFirstRttSample) {
     synack.options.mss = 1460;
     h.send(synack);
     EXPECT_EQ(h.engine.info(s)->srtt.millis(), 80);
-    EXPECT_EQ(h.engine.info(s)->rto.millis(), 80 + 4 * 40);
+    // tcp_rtt_estimator's first sample: srtt = 80, rttvar = max(2 * 80, 200).
+    EXPECT_EQ(h.engine.info(s)->rto.millis(), 80 + 200);
 }
 
 // tcp_v4_err() in SYN_SENT: an ICMP host unreachable fails the connect at

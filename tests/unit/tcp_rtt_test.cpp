@@ -65,17 +65,16 @@ TEST(RttEstimator, ConvergesToAStableRtt) {
         e.sample(ms(300));
     }
     EXPECT_EQ(e.srtt(), ms(300));
-    // RTTVAR decays geometrically to zero, leaving G = 1 ms: RFC 6298 §2's
-    // max(G, K*RTTVAR) keeps the RTO above SRTT.
+    // RTTVAR decays geometrically to zero; Linux's floor on the variance
+    // term (rttvar_us >= TCP_RTO_MIN) keeps the RTO at SRTT + 200 ms.
     EXPECT_EQ(e.rttvar(), Duration::zero());
-    EXPECT_EQ(e.rto(), ms(301));
+    EXPECT_EQ(e.rto(), ms(500));
 }
 
 TEST(RttEstimator, ClampedToMinimum) {
     RttEstimator e;
-    e.sample(ms(1));  // 1 + 4 * 0.5 = 3 ms
-    EXPECT_EQ(e.rto(), RttEstimator::min_rto);
-    EXPECT_EQ(e.rto(), ms(200));
+    e.sample(ms(1));  // 1 + max(4 * 0.5, 200) ms: the floor is on the variance term
+    EXPECT_EQ(e.rto(), ms(201));
     RttEstimator zero;
     zero.sample(Duration::zero());  // same-tick timestamp echo
     EXPECT_EQ(zero.srtt(), Duration::zero());
