@@ -160,6 +160,14 @@ DeviceResult<std::unique_ptr<PacketDevice>> PacketDevice::open(const std::string
         const int err = errno;
         return device_fail(err, "AF_PACKET on " + ifname + ": PACKET_AUXDATA: " + errno_text(err));
     }
+    if (options.socket_rcvbuf > 0) {
+        const int size = static_cast<int>(std::min<size_t>(options.socket_rcvbuf, 1 << 30));
+        // FORCE passes rmem_max (needs CAP_NET_ADMIN); without it the
+        // plain option gives what rmem_max allows, which still works.
+        if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0) {
+            (void)::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        }
+    }
     sockaddr_ll addr{};
     addr.sll_family = AF_PACKET;
     addr.sll_protocol = htons(ETH_P_ALL);
@@ -223,6 +231,15 @@ PacketDevice::PacketDevice(int fd, std::string name, wire::MacAddress mac, wire:
 }
 
 PacketDevice::~PacketDevice() { ::close(fd_); }
+
+uint64_t PacketDevice::kernel_drops() {
+    tpacket_stats stats{};
+    socklen_t len = sizeof stats;
+    if (::getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &stats, &len) == 0) {
+        kernel_drops_ += stats.tp_drops;
+    }
+    return kernel_drops_;
+}
 
 bool PacketDevice::send(Instant, std::span<const uint8_t> frame) {
     if (frame.size() > mtu_ + ethernet_header_len || frame.size() < ethernet_header_len) {

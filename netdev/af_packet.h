@@ -35,6 +35,12 @@ struct PacketOptions {
     bool promiscuous = false;
     // Frames taken per recvmmsg call.
     size_t batch = 16;
+    // The socket's receive buffer (SO_RCVBUFFORCE, else SO_RCVBUF capped
+    // by net.core.rmem_max): frames the kernel hands over while the stack
+    // is busy wait here; when it is full the kernel drops them (counted in
+    // kernel_drops()). The default ~208 KiB holds ~100 full frames, less
+    // than one burst of a kernel sender with a large window.
+    size_t socket_rcvbuf = 4 << 20;
     // Largest frame read; a longer one (a GSO super-frame from a local veth
     // peer larger than this) is dropped and counted in rx_truncated().
     size_t max_frame_len = 65536 + 64;
@@ -70,6 +76,10 @@ public:
     uint64_t rx_truncated() const { return rx_truncated_; }
     // Whether the kernel hides our own sends (PACKET_IGNORE_OUTGOING, 4.20+).
     bool ignores_outgoing() const { return ignore_outgoing_; }
+    // Frames the kernel dropped because our socket buffer was full
+    // (PACKET_STATISTICS tp_drops, accumulated: the kernel resets its
+    // counter on every read).
+    uint64_t kernel_drops();
     int last_error() const { return last_error_; }
 
 private:
@@ -92,6 +102,7 @@ private:
     uint64_t checksums_completed_ = 0;
     uint64_t rx_filtered_ = 0;
     uint64_t rx_truncated_ = 0;
+    uint64_t kernel_drops_ = 0;
     int last_error_ = 0;
 };
 

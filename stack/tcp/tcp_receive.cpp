@@ -52,17 +52,34 @@ uint16_t TcpEngine::select_window(Conn& c) {
     // left; RFC 7323 §2.4).
     const uint32_t current = receive_window(c);
     uint32_t window = free_window(c);
+    bool keep_edge = false;
     if (window < current) {
         window = current;
         if (c.rcv_wscale != 0) {
-            // Round up so the scaled field does not shrink the edge.
+            // Round up so the scaled field does not shrink the edge — but
+            // only when the buffer can hold the rounded-up window. Each
+            // ACK sent while the application is not reading would move
+            // the edge up to one unit further, past the buffer, and data
+            // the peer sends inside the window would be dropped (RFC 7323
+            // appendix F; Linux has autotuning slack, our buffer is
+            // fixed). Else round the field down — an apparent shrink of
+            // less than one unit — and keep accepting up to the edge
+            // already offered, which the buffer backs (RFC 7323 §2.4).
             const uint32_t unit = 1u << c.rcv_wscale;
-            window = (window + unit - 1) & ~(unit - 1);
+            const uint32_t rounded_up = (window + unit - 1) & ~(unit - 1);
+            if (rounded_up <= c.recv_buffer.free_space()) {
+                window = rounded_up;
+            } else {
+                window &= ~(unit - 1);
+                keep_edge = true;
+            }
         }
     }
     window = std::min<uint32_t>(window, uint32_t{65535} << c.rcv_wscale);
     c.rcv_wup = c.rcv_nxt;
-    c.rcv_adv = c.rcv_nxt + window;
+    if (!keep_edge) {
+        c.rcv_adv = c.rcv_nxt + window;
+    }
     return static_cast<uint16_t>(window >> c.rcv_wscale);
 }
 

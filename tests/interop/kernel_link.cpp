@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -29,12 +30,27 @@ std::vector<uint8_t> pattern_bytes(uint32_t seed, size_t size) {
 std::string as_string(const std::vector<uint8_t>& bytes) { return std::string(bytes.begin(), bytes.end()); }
 
 void KernelLinkTest::start_link(std::optional<std::string> pcap_path) {
+    LinkSetup setup;
+    setup.pcap_path = std::move(pcap_path);
+    start_link(setup);
+}
+
+void KernelLinkTest::start_link(const LinkSetup& setup) {
     auto ns = PrivateNetns::enter();
     if (!ns) {
         GTEST_SKIP() << "no private network namespace: " << ns.error();
     }
     netns_ = std::move(*ns);
     ASSERT_TRUE(netns_->inside());
+    if (setup.kernel_arp_accept) {
+        // /proc/sys/net belongs to the namespace of the thread that opens it.
+        for (const char* conf : {"all", "default"}) {
+            std::ofstream sysctl(std::string("/proc/sys/net/ipv4/conf/") + conf + "/arp_accept");
+            sysctl << "1\n";
+            sysctl.close();
+            ASSERT_TRUE(sysctl) << "cannot set net.ipv4.conf." << conf << ".arp_accept";
+        }
+    }
 
     netdev::DeviceResult<std::unique_ptr<netdev::NetDev>> opened = std::unique_ptr<netdev::NetDev>();
     if (GetParam() == LinkKind::Tap) {
@@ -51,6 +67,9 @@ void KernelLinkTest::start_link(std::optional<std::string> pcap_path) {
         EXPECT_NE(tap_->mac(), tap_->kernel_mac());
         device_ = std::move(*tap);
         must_run({"ip", "addr", "add", kernel_addr.to_string() + "/24", "dev", tap_name});
+        // The frames the kernel queues for us while the stack is busy: the
+        // default 1000 overflows in bursts of a large window under load.
+        must_run({"ip", "link", "set", tap_name, "txqueuelen", "4096"});
     } else {
         must_run({"ip", "link", "add", veth_kernel_end, "type", "veth", "peer", "name", veth_stack_end});
         must_run({"ip", "addr", "add", kernel_addr.to_string() + "/24", "dev", veth_kernel_end});
@@ -67,15 +86,36 @@ void KernelLinkTest::start_link(std::optional<std::string> pcap_path) {
     if (HasFatalFailure()) {
         return;
     }
-    if (pcap_path) {
-        auto writer = netdev::PcapWriter::open(std::move(device_), *pcap_path);
-        ASSERT_TRUE(writer) << "pcap " << *pcap_path << ": errno " << writer.error().value;
+    if (setup.kernel_offloads_off) {
+        if (!have_program("ethtool")) {
+            GTEST_SKIP() << "ethtool not installed (Debian package ethtool)";
+        }
+        must_run({"ethtool", "-K", kernel_ifname(), "tso", "off", "gso", "off", "gro", "off"});
+        if (HasFatalFailure()) {
+            return;
+        }
+    }
+    // The capture sits next to the stack, outside the impairment: it shows
+    // what the stack really sent and received.
+    if (setup.impairment) {
+        auto link = std::make_unique<netdev::ImpairedLink>(std::move(device_), *setup.impairment,
+                                                           setup.impairment_seed);
+        impaired_ = link.get();
+        device_ = std::move(link);
+    }
+    if (setup.pcap_path) {
+        auto writer = netdev::PcapWriter::open(std::move(device_), *setup.pcap_path);
+        ASSERT_TRUE(writer) << "pcap " << *setup.pcap_path << ": errno " << writer.error().value;
         device_ = std::move(*writer);
     }
     StackConfig config;
     config.address = wire::Ipv4Cidr{stack_addr, 24};
     ASSERT_FALSE(config.validate());
     stack_ = std::make_unique<Stack>(config, *device_, random_);
+    if (setup.tcp) {
+        tcp_ = std::make_unique<tcp::TcpTransport>(*stack_, tcp::TcpConfig{}, tcp_random_);
+        stack_->attach_tcp(tcp_.get());
+    }
     loop_ = std::make_unique<RealtimeLoop>(*stack_, *device_);
     stack_->announce(monotonic_now());
 }
@@ -92,10 +132,15 @@ void KernelLinkTest::TearDown() {
 
 void KernelLinkTest::close_stack() {
     loop_.reset();
+    if (tcp_) {
+        stack_->attach_tcp(nullptr);
+        tcp_.reset();
+    }
     stack_.reset();
     device_.reset();
     tap_ = nullptr;
     packet_ = nullptr;
+    impaired_ = nullptr;
 }
 
 void KernelLinkTest::must_run(const std::vector<std::string>& argv) {
@@ -116,6 +161,30 @@ CommandResult KernelLinkTest::finish(Subprocess& process, Duration limit) {
     return process.wait(Duration::from_millis(100));
 }
 
+std::string KernelLinkTest::kernel_interface_counters() const {
+    // /proc/thread-self/net/dev is this thread's namespace (sysfs would
+    // show the namespace it was mounted in).
+    std::ifstream dev("/proc/thread-self/net/dev");
+    const std::string name = std::string(kernel_ifname()) + ":";
+    for (std::string line; std::getline(dev, line);) {
+        std::istringstream fields(line);
+        std::string ifname;
+        fields >> ifname;
+        if (ifname != name) {
+            continue;
+        }
+        uint64_t v[16] = {};
+        for (uint64_t& x : v) {
+            fields >> x;
+        }
+        std::ostringstream out;
+        out << kernel_ifname() << ": rx " << v[1] << " frames, " << v[3] << " dropped; tx " << v[9] << " frames, "
+            << v[11] << " dropped";
+        return out.str();
+    }
+    return std::string(kernel_ifname()) + ": no counters";
+}
+
 std::string KernelLinkTest::describe_state() const {
     std::ostringstream out;
     out << "stack counters:";
@@ -126,10 +195,30 @@ std::string KernelLinkTest::describe_state() const {
     });
     const netdev::DeviceStats& s = device_->stats();
     out << "; device rx " << s.rx_frames << " frames, tx " << s.tx_frames << " frames, tx_dropped " << s.tx_dropped;
+    out << "; kernel side " << kernel_interface_counters();
+    if (tcp_) {
+        out << "; tcp counters:";
+        const tcp::TcpCounters& c = tcp_->engine().counters();
+        c.for_each([&](std::string_view name, std::string_view, uint64_t value) {
+            if (value != 0) {
+                out << " " << name << "=" << value;
+            }
+        });
+        const tcp::TcpTransportCounters& t = tcp_->counters();
+        out << " malformed=" << t.malformed << " bad_checksum=" << t.bad_checksum
+            << " send_errors=" << t.send_errors;
+    }
+    if (impaired_ != nullptr) {
+        const netdev::FaultStats& in = impaired_->ingress_stats();
+        const netdev::EgressFaultStats& eg = impaired_->egress_stats();
+        out << "; impairment in: " << in.frames_in << " frames, dropped " << in.dropped << ", duplicated "
+            << in.duplicated << ", reordered " << in.reordered << "; out: " << eg.frames_in << " frames, dropped "
+            << eg.dropped << ", duplicated " << eg.duplicated << ", reordered " << eg.reordered;
+    }
     if (packet_ != nullptr) {
         out << "; af_packet checksums_completed=" << packet_->checksums_completed()
             << " rx_filtered=" << packet_->rx_filtered() << " rx_truncated=" << packet_->rx_truncated()
-            << " ignores_outgoing=" << packet_->ignores_outgoing();
+            << " ignores_outgoing=" << packet_->ignores_outgoing() << " kernel_drops=" << packet_->kernel_drops();
     }
     return out.str();
 }
