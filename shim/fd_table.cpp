@@ -43,6 +43,8 @@ void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
     e->domain = static_cast<uint8_t>(domain);
     e->type = static_cast<uint8_t>(type);
     e->connected = static_cast<int8_t>(connected);
+    e->listening = -1;
+    e->replay_count = 0;
     for (LocalOption& o : e->local_options) {
         o = LocalOption{};
     }
@@ -74,6 +76,8 @@ void FdTable::copy(int from, int to) {
     dst->domain = src->domain;
     dst->type = src->type;
     dst->connected = src->connected;
+    dst->listening = src->listening;
+    dst->replay_count = 0;
     for (int i = 0; i < FdEntry::max_local_options; ++i) {
         dst->local_options[i] = src->local_options[i];
     }

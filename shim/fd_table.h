@@ -37,8 +37,20 @@ struct FdEntry {
     uint8_t domain = 0;      // AF_INET / AF_INET6
     uint8_t type = 0;        // SOCK_DGRAM / SOCK_STREAM
     int8_t connected = -1;   // UDP: -1 unknown (ask the host), 0, 1
+    int8_t listening = -1;   // TCP: -1 unknown (ask the host), 0, 1
     static constexpr int max_local_options = 6;
     LocalOption local_options[max_local_options];
+    // Candidate TCP sockets: options set on the kernel socket that the
+    // stack socket must get too (SO_SNDBUF, TCP_NODELAY, SO_LINGER...),
+    // replayed in order at the swap. SO_LINGER as on << 32 | seconds.
+    static constexpr int max_replay_options = 12;
+    struct ReplayOption {
+        int level = 0;
+        int name = 0;
+        int64_t value = 0;
+    };
+    uint8_t replay_count = 0;
+    ReplayOption replay[max_replay_options];
 
     FdKind get_kind() const { return static_cast<FdKind>(kind.load(std::memory_order_acquire)); }
 };

@@ -15,7 +15,10 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -40,6 +43,7 @@
 #include "stack/host/host.h"
 #include "stack/host/host_config.h"
 #include "stack/host/protocol.h"
+#include "stack/host/tcp_host_socket.h"
 
 namespace ustack::shim {
 
@@ -166,6 +170,7 @@ struct Address {
     bool unspec = false;     // AF_UNSPEC
     bool v6_native = false;  // an IPv6 address that is not v4-mapped (nor ::)
     bool v6_any = false;     // ::
+    bool v6_loopback = false;  // ::1 (the kernel's, like 127.0.0.0/8)
     uint32_t addr = 0;       // host order
     uint16_t port = 0;       // host order
 };
@@ -206,6 +211,7 @@ int parse_address(const sockaddr* sa, socklen_t len, Address& out) {
             out.v6_any = true;
         } else {
             out.v6_native = true;
+            out.v6_loopback = IN6_IS_ADDR_LOOPBACK(&a);
         }
         return 0;
     }
@@ -352,7 +358,8 @@ int host_fd_locked(std::string* message) {
 
 // One RPC. Returns 0 (the host's answer in reply.error) or an errno when
 // the host cannot be reached (reported once on stderr).
-int call_host(const Request& request, int pass_fd, Reply& reply, int* received_fd = nullptr) {
+int call_host(const Request& request, int pass_fd, Reply& reply, int* received_fd = nullptr,
+              std::string* text = nullptr) {
     HostLink& l = link();
     std::lock_guard<std::mutex> guard(l.mutex);
     std::string message;
@@ -362,7 +369,7 @@ int call_host(const Request& request, int pass_fd, Reply& reply, int* received_f
             message_once(host_warned, "cannot reach the ustack host for " + config().device + ": " + message);
             return -fd == ENETDOWN ? ENETDOWN : ECONNREFUSED;
         }
-        const int err = host::control_call(fd, request, pass_fd, reply, nullptr, received_fd);
+        const int err = host::control_call(fd, request, pass_fd, reply, text, received_fd);
         if (err == 0) {
             return 0;
         }
@@ -376,6 +383,13 @@ int call_host(const Request& request, int pass_fd, Reply& reply, int* received_f
 }
 
 uint32_t host_capabilities() {
+    {
+        HostLink& l = link();
+        std::lock_guard<std::mutex> guard(l.mutex);
+        if (l.have_hello) {
+            return l.capabilities;
+        }
+    }
     Request hello;
     hello.op = Op::Hello;
     Reply reply;
@@ -456,7 +470,8 @@ FdEntry* ustack_entry(int fd) {
 // (with the options read back from the kernel socket) and, in the same
 // call, binds or connects it; only on success does the app's fd become the
 // app end (dup3), so a refused bind leaves the kernel socket untouched.
-int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr) {
+int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr, int64_t argument = 0,
+                   int64_t* reply_value = nullptr) {
     int reuse_addr = 0;
     int reuse_port = 0;
     int rcvbuf = 0;
@@ -488,6 +503,14 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr)
     request.rcvbuf = rcvbuf;
     request.addr = htonl(addr.addr);
     request.port = htons(addr.port);
+    request.value = argument;
+    if (e.type == SOCK_STREAM) {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        request.option_count = std::min<uint32_t>(e.replay_count, host::max_replayed_options);
+        for (uint32_t i = 0; i < request.option_count; ++i) {
+            request.options[i] = host::ReplayedOption{e.replay[i].level, e.replay[i].name, e.replay[i].value};
+        }
+    }
     Reply reply;
     int app_end = -1;
     if (int err = call_host(request, -1, reply, &app_end); err != 0) {
@@ -520,6 +543,12 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr)
     const int domain = e.domain;
     const int type = e.type;
     fd_table().set(fd, FdKind::Ustack, domain, type, action == SocketAction::Connect ? 1 : 0);
+    if (type == SOCK_STREAM) {
+        e.listening = action == SocketAction::Listen ? 1 : 0;
+    }
+    if (reply_value != nullptr) {
+        *reply_value = reply.value;
+    }
     if (broadcast != 0) {
         FdEntry* entry = fd_table().get(fd, false);
         std::lock_guard<std::mutex> guard(fd_table().lock());
@@ -528,8 +557,8 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr)
     return 0;
 }
 
-// Whether a candidate may move at all: UDP always, TCP once the host
-// has a TCP engine. TODO(tcp): the host announces capability_tcp.
+// Whether a candidate may move at all: UDP always, TCP when the host
+// has a TCP engine (Hello's capability_tcp; every host of this tree has).
 bool can_move(const FdEntry& e) {
     if (e.type == SOCK_DGRAM) {
         return true;
@@ -739,6 +768,368 @@ int write_int_option(int value, void* out, socklen_t* len) {
     return 0;
 }
 
+// ------------------------------------------------------------ TCP
+
+std::atomic<bool> v6_warned{false};
+
+// Native IPv6 (not v4-mapped, not ::1): ustack does not carry it, and
+// sending it to the kernel instead would silently leave ustack's rules.
+int refuse_native_v6(int error) {
+    message_once(v6_warned, "native IPv6 is not supported by ustack (IPv4 and v4-mapped addresses only)");
+    return set_errno(error);
+}
+
+// The socket's pending error (SO_ERROR), 0 when none or unreachable.
+int take_tcp_error(int fd) {
+    Request request;
+    request.op = Op::GetSockOpt;
+    request.level = SOL_SOCKET;
+    request.name = SO_ERROR;
+    Reply reply;
+    if (call_host(request, fd, reply) != 0 || reply.error != 0) {
+        return 0;
+    }
+    return static_cast<int>(reply.value);
+}
+
+// After a connect answered EINPROGRESS: a non-blocking socket says so; a
+// blocking one waits for the handshake (bounded by SO_SNDTIMEO, as
+// sk_sndtimeo bounds inet_stream_connect) and returns its result.
+int finish_tcp_connect(int fd, int64_t reply_value, const Address& remote) {
+    if (reply_value != EINPROGRESS) {
+        return 0;
+    }
+    const int status = real.fcntl(fd, F_GETFL);
+    if (status >= 0 && (status & O_NONBLOCK) != 0) {
+        return set_errno(EINPROGRESS);
+    }
+    timeval timeout{};
+    socklen_t len = sizeof timeout;
+    real.getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, &len);
+    const int timeout_ms = (timeout.tv_sec == 0 && timeout.tv_usec == 0)
+                               ? -1
+                               : static_cast<int>(timeout.tv_sec * 1000 + (timeout.tv_usec + 999) / 1000);
+    pollfd p{fd, POLLOUT, 0};
+    const int n = ::poll(&p, 1, timeout_ms);
+    if (n < 0) {
+        return -1;  // EINTR: the handshake goes on, as in Linux
+    }
+    if (n == 0) {
+        return set_errno(EINPROGRESS);
+    }
+    if (const int err = take_tcp_error(fd); err != 0) {
+        return set_errno(err);
+    }
+    // A blocking connect leaves the socket connected (SS_CONNECTED): the
+    // next connect() is EISCONN. The engine keeps inet_stream_connect's
+    // "0 once after EINPROGRESS" for non-blocking callers; take it here.
+    Request again;
+    again.op = Op::Connect;
+    again.addr = htonl(remote.addr);
+    again.port = htons(remote.port);
+    Reply reply;
+    (void)call_host(again, fd, reply);
+    return 0;
+}
+
+ssize_t tcp_send(int fd, const iovec* iov, size_t iovcnt, int flags) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = iovcnt;
+    // MSG_NOSIGNAL always: a reset connection fails with its error
+    // (ECONNRESET) first, EPIPE and SIGPIPE only after (tcp_sendmsg →
+    // sk_stream_error).
+    const ssize_t n = real.sendmsg(fd, &msg, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+    if (n < 0 && errno == EPIPE) {
+        if (const int err = take_tcp_error(fd); err != 0) {
+            return set_errno(err);
+        }
+        if ((flags & MSG_NOSIGNAL) == 0) {
+            ::raise(SIGPIPE);
+        }
+        return set_errno(EPIPE);
+    }
+    return n;
+}
+
+ssize_t tcp_recv(int fd, const iovec* iov, size_t iovcnt, int flags, int* msg_flags) {
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = iovcnt;
+    size_t wanted = 0;
+    for (size_t i = 0; i < iovcnt; ++i) {
+        wanted += iov[i].iov_len;
+    }
+    ssize_t n = real.recvmsg(fd, &msg, flags & (MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL));
+    if (n < 0 && errno == ECONNRESET) {
+        // The host released its end after a failed connect (that is what
+        // gives the app end POLLERR): the real error is the host's; once
+        // taken (SO_ERROR), a read is end of stream, as tcp_recvmsg after
+        // tcp_done.
+        if (const int err = take_tcp_error(fd); err != 0) {
+            return set_errno(err);
+        }
+        n = 0;
+    }
+    if (n == 0 && wanted > 0) {
+        // End of stream: a FIN, or a failure (reset, timeout, refused
+        // connect) whose error the host keeps; Linux reports the error.
+        if (const int err = take_tcp_error(fd); err != 0) {
+            return set_errno(err);
+        }
+    }
+    if (msg_flags != nullptr) {
+        *msg_flags = 0;
+    }
+    return n;
+}
+
+int tcp_accept(int fd, FdEntry& e, sockaddr* addr, socklen_t* len, int flags) {
+    if ((flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) != 0) {
+        return set_errno(EINVAL);
+    }
+    if (e.listening != 1) {
+        Request request;
+        request.op = Op::GetSockOpt;
+        request.level = SOL_SOCKET;
+        request.name = SO_ACCEPTCONN;
+        Reply reply;
+        if (socket_call(fd, request, reply) < 0) {
+            return -1;
+        }
+        if (reply.value == 0) {
+            return set_errno(EINVAL);  // inet_accept: not listening
+        }
+        e.listening = 1;
+    }
+    // One message per connection: the peer address and the connection's
+    // app end. The listener's own O_NONBLOCK and SO_RCVTIMEO apply.
+    DatagramHeader header;
+    int conn = -1;
+    const ssize_t n = host::recv_with_fd(fd, &header, sizeof header, &conn, 0);
+    if (n < 0) {
+        return -1;
+    }
+    if (n == 0) {
+        return set_errno(EINVAL);  // the listener was shut down
+    }
+    if (conn < 0 || n != static_cast<ssize_t>(sizeof header)) {
+        if (conn >= 0) {
+            real.close(conn);
+        }
+        return set_errno(EPROTO);
+    }
+    if ((flags & SOCK_CLOEXEC) == 0) {
+        real.fcntl(conn, F_SETFD, real.fcntl(conn, F_GETFD) & ~FD_CLOEXEC);
+    }
+    if ((flags & SOCK_NONBLOCK) != 0) {
+        real.fcntl(conn, F_SETFL, real.fcntl(conn, F_GETFL) | O_NONBLOCK);
+    }
+    fd_table().set(conn, FdKind::Ustack, e.domain, SOCK_STREAM, 1);
+    if (FdEntry* c = fd_table().get(conn, false)) {
+        c->listening = 0;
+    }
+    fill_address(e.domain, header.addr, header.port, addr, len);
+    return conn;
+}
+
+// Options of a TCP socket the stack socket owns (engine options).
+bool tcp_stack_option(int level, int name) {
+    if (level == SOL_SOCKET) {
+        switch (name) {
+        case SO_REUSEADDR:
+        case SO_REUSEPORT:
+        case SO_RCVBUF:
+        case SO_RCVBUFFORCE:
+        case SO_SNDBUF:
+        case SO_SNDBUFFORCE:
+        case SO_KEEPALIVE:
+        case SO_LINGER:
+            return true;
+        default:
+            return false;
+        }
+    }
+    if (level == IPPROTO_TCP) {
+        switch (name) {
+        case TCP_NODELAY:
+        case TCP_CORK:
+        case TCP_QUICKACK:
+        case TCP_KEEPIDLE:
+        case TCP_KEEPINTVL:
+        case TCP_KEEPCNT:
+        case TCP_USER_TIMEOUT:
+        case TCP_MAXSEG:
+            return true;
+        default:
+            return false;
+        }
+    }
+    return false;
+}
+
+// The option's value as one int64 (SO_LINGER: on << 32 | seconds), or an errno.
+int option_value(int level, int name, const void* value, socklen_t len, int64_t* out) {
+    if (level == SOL_SOCKET && name == SO_LINGER) {
+        if (value == nullptr || len < static_cast<socklen_t>(sizeof(linger))) {
+            return EINVAL;
+        }
+        linger l;
+        std::memcpy(&l, value, sizeof l);
+        *out = host::TcpHostSocket::encode_linger(l.l_onoff != 0, l.l_linger);
+        return 0;
+    }
+    if (value == nullptr || len < static_cast<socklen_t>(sizeof(int))) {
+        return EINVAL;
+    }
+    int v;
+    std::memcpy(&v, value, sizeof v);
+    *out = v;
+    return 0;
+}
+
+// A candidate TCP socket remembers what the stack socket must get.
+void remember_for_replay(FdEntry& e, int level, int name, int64_t value) {
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    for (uint8_t i = 0; i < e.replay_count; ++i) {
+        if (e.replay[i].level == level && e.replay[i].name == name) {
+            e.replay[i].value = value;
+            return;
+        }
+    }
+    if (e.replay_count < FdEntry::max_replay_options) {
+        e.replay[e.replay_count++] = FdEntry::ReplayOption{level, name, value};
+    }
+}
+
+int tcp_setsockopt(int fd, FdEntry& e, int level, int name, const void* value, socklen_t len) {
+    if (tcp_stack_option(level, name)) {
+        int64_t v = 0;
+        if (int err = option_value(level, name, value, len, &v); err != 0) {
+            return set_errno(err);
+        }
+        Request request;
+        request.op = Op::SetSockOpt;
+        request.level = level;
+        request.name = name;
+        request.value = v;
+        Reply reply;
+        return socket_call(fd, request, reply);
+    }
+    const bool is_int = value != nullptr && len >= static_cast<socklen_t>(sizeof(int));
+    int v = 0;
+    if (is_int) {
+        std::memcpy(&v, value, sizeof v);
+    }
+    if (level == SOL_SOCKET) {
+        switch (name) {
+        case SO_RCVTIMEO:
+        case SO_SNDTIMEO:
+        case SO_RCVTIMEO_NEW:
+        case SO_SNDTIMEO_NEW:
+        case SO_RCVLOWAT:
+            return real.setsockopt(fd, level, name, value, len);  // the app end's own waits
+        default:
+            if (is_int) {
+                store_local_option(e, level, name, v);
+            }
+            return 0;  // SO_PRIORITY, SO_MARK, SO_OOBINLINE...: kept
+        }
+    }
+    if (level == IPPROTO_TCP || level == IPPROTO_IP || level == IPPROTO_IPV6) {
+        // TCP_DEFER_ACCEPT, TCP_FASTOPEN, TCP_NOTSENT_LOWAT, TCP_CONGESTION,
+        // IP_TOS, IP_BIND_ADDRESS_NO_PORT (the engine picks the port at
+        // connect anyway)...: accepted and kept, not applied.
+        if (is_int) {
+            store_local_option(e, level, name, v);
+        }
+        return 0;
+    }
+    return set_errno(ENOPROTOOPT);
+}
+
+int tcp_getsockopt(int fd, FdEntry& e, int level, int name, void* value, socklen_t* len) {
+    if (value == nullptr || len == nullptr) {
+        return set_errno(EFAULT);
+    }
+    if (level == IPPROTO_TCP && name == TCP_INFO) {
+        Request request;
+        request.op = Op::TcpInfo;
+        Reply reply;
+        std::string text;
+        if (int err = call_host(request, fd, reply, nullptr, &text); err != 0) {
+            return set_errno(err);
+        }
+        if (reply.error != 0) {
+            return set_errno(reply.error);
+        }
+        const size_t n = std::min<size_t>(text.size(), static_cast<size_t>(std::max<socklen_t>(*len, 0)));
+        std::memcpy(value, text.data(), n);
+        *len = static_cast<socklen_t>(n);
+        return 0;
+    }
+    const bool ask_host = tcp_stack_option(level, name) ||
+                          (level == SOL_SOCKET && (name == SO_ERROR || name == SO_ACCEPTCONN));
+    if (ask_host) {
+        if (name == SO_LINGER && level == SOL_SOCKET) {
+            if (*len < static_cast<socklen_t>(sizeof(linger))) {
+                return set_errno(EINVAL);
+            }
+        } else if (*len < static_cast<socklen_t>(sizeof(int))) {
+            return set_errno(EINVAL);
+        }
+        Request request;
+        request.op = Op::GetSockOpt;
+        request.level = level;
+        request.name = name;
+        Reply reply;
+        if (socket_call(fd, request, reply) < 0) {
+            return -1;
+        }
+        if (level == SOL_SOCKET && name == SO_LINGER) {
+            linger l{};
+            l.l_onoff = (reply.value >> 32) != 0 ? 1 : 0;
+            l.l_linger = static_cast<int>(reply.value & 0xffffffff);
+            std::memcpy(value, &l, sizeof l);
+            *len = sizeof l;
+            return 0;
+        }
+        if (level == SOL_SOCKET && name == SO_ACCEPTCONN) {
+            e.listening = reply.value != 0 ? 1 : 0;
+        }
+        return write_int_option(static_cast<int>(reply.value), value, len);
+    }
+    if (level == SOL_SOCKET) {
+        switch (name) {
+        case SO_TYPE:
+            return write_int_option(SOCK_STREAM, value, len);
+        case SO_DOMAIN:
+            return write_int_option(e.domain, value, len);
+        case SO_PROTOCOL:
+            return write_int_option(IPPROTO_TCP, value, len);
+        case SO_RCVTIMEO:
+        case SO_SNDTIMEO:
+        case SO_RCVTIMEO_NEW:
+        case SO_SNDTIMEO_NEW:
+        case SO_RCVLOWAT:
+            return real.getsockopt(fd, level, name, value, len);
+        default:
+            break;
+        }
+    }
+    if (level == SOL_SOCKET || level == IPPROTO_TCP || level == IPPROTO_IP || level == IPPROTO_IPV6) {
+        int v = default_local_option(level, name);
+        local_option(e, level, name, &v);
+        return write_int_option(v, value, len);
+    }
+    return set_errno(ENOPROTOOPT);
+}
+
+FdEntry* tcp_entry(int fd) {
+    FdEntry* e = ustack_entry(fd);
+    return e != nullptr && e->type == SOCK_STREAM ? e : nullptr;
+}
+
 // ------------------------------------------------------------ the calls
 
 int shim_socket(int domain, int type, int protocol) {
@@ -762,6 +1153,9 @@ int shim_bind(int fd, const sockaddr* addr, socklen_t len) {
     const FdKind kind = e->get_kind();
     if (kind == FdKind::Candidate) {
         Address a;
+        // Native IPv6 addresses (and v6-only wildcards) belong to the
+        // kernel's interfaces: bound there, such a socket never talks to
+        // ustack's peers (nginx's `listen [::]` is v6-only by default).
         if (parse_address(addr, len, a) != 0 || a.unspec || a.v6_native ||
             (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_bind_address(a.addr) ||
             (a.v6_any && v6only(fd, *e)) || !can_move(*e)) {
@@ -802,7 +1196,11 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
     const FdKind kind = e->get_kind();
     if (kind == FdKind::Candidate) {
         Address a;
-        if (parse_address(addr, len, a) != 0 || a.unspec || a.v6_native || a.v6_any ||
+        const int parsed = parse_address(addr, len, a);
+        if (parsed == 0 && a.v6_native && !a.v6_loopback && !v6only(fd, *e)) {
+            return refuse_native_v6(ENETUNREACH);
+        }
+        if (parsed != 0 || a.unspec || a.v6_native || a.v6_any ||
             (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_destination(a.addr) || !can_move(*e)) {
             const int rc = real.connect(fd, addr, len);
             if (rc == 0 || errno == EINPROGRESS) {
@@ -810,12 +1208,15 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
             }
             return rc;
         }
-        return swap_to_ustack(fd, *e, SocketAction::Connect, a);
+        int64_t value = 0;
+        if (swap_to_ustack(fd, *e, SocketAction::Connect, a, 0, &value) < 0) {
+            return -1;
+        }
+        return e->type == SOCK_STREAM ? finish_tcp_connect(fd, value, a) : 0;
     }
     if (kind != FdKind::Ustack) {
         return real.connect(fd, addr, len);
     }
-    // TODO(tcp): SOCK_STREAM connect (EINPROGRESS / blocking wait).
     Address a;
     if (int err = parse_address(addr, len, a); err != 0) {
         return set_errno(err);
@@ -828,6 +1229,9 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
         if (e->domain == AF_INET && addr->sa_family != AF_INET) {
             return set_errno(EAFNOSUPPORT);
         }
+        if (a.v6_native && !a.v6_loopback) {
+            return refuse_native_v6(ENETUNREACH);
+        }
         if (a.v6_native || a.v6_any || !ustack_destination(a.addr)) {
             return set_errno(ENETUNREACH);
         }
@@ -839,7 +1243,7 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
         return -1;
     }
     e->connected = a.unspec ? 0 : 1;
-    return 0;
+    return e->type == SOCK_STREAM ? finish_tcp_connect(fd, reply.value, a) : 0;
 }
 
 int shim_listen(int fd, int backlog) {
@@ -848,23 +1252,32 @@ int shim_listen(int fd, int backlog) {
         if (e->type == SOCK_DGRAM) {
             return set_errno(EOPNOTSUPP);
         }
-        Request request;  // TODO(tcp)
+        Request request;
         request.op = Op::Listen;
         request.value = backlog;
         Reply reply;
-        return socket_call(fd, request, reply);
+        if (socket_call(fd, request, reply) < 0) {
+            return -1;
+        }
+        e->listening = 1;
+        return 0;
     }
-    // TODO(tcp): a candidate TCP socket that listens unbound (or bound to
-    // the wildcard/ustack address) moves to ustack here.
+    // An unbound TCP socket that listens listens on the wildcard with an
+    // ephemeral port (inet_autobind): ustack's, unless it is v6-only.
+    if (e != nullptr && e->get_kind() == FdKind::Candidate && e->type == SOCK_STREAM && !v6only(fd, *e) &&
+        can_move(*e)) {
+        return swap_to_ustack(fd, *e, SocketAction::Listen, Address{}, backlog);
+    }
     return real.listen(fd, backlog);
 }
 
 int shim_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
     FdEntry* e = socket_entry(fd);
     if (is_ustack(e)) {
-        // TODO(tcp): recvmsg of the listener's message: the connection's
-        // app end (SCM_RIGHTS) + the peer address in a DatagramHeader.
-        return set_errno(EOPNOTSUPP);
+        if (e->type != SOCK_STREAM) {
+            return set_errno(EOPNOTSUPP);
+        }
+        return tcp_accept(fd, *e, addr, len, flags);
     }
     return real.accept4(fd, addr, len, flags);
 }
@@ -912,7 +1325,18 @@ int shim_getpeername(int fd, sockaddr* addr, socklen_t* len) {
 int shim_setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
     FdEntry* e = socket_entry(fd);
     if (!is_ustack(e)) {
-        return real.setsockopt(fd, level, name, value, len);
+        const int rc = real.setsockopt(fd, level, name, value, len);
+        if (rc == 0 && e != nullptr && e->get_kind() == FdKind::Candidate && e->type == SOCK_STREAM &&
+            tcp_stack_option(level, name) && name != SO_REUSEADDR && name != SO_REUSEPORT) {
+            int64_t v = 0;
+            if (option_value(level, name, value, len, &v) == 0) {
+                remember_for_replay(*e, level, name, v);
+            }
+        }
+        return rc;
+    }
+    if (e->type == SOCK_STREAM) {
+        return tcp_setsockopt(fd, *e, level, name, value, len);
     }
     int v = 0;
     const bool is_int = value != nullptr && len >= static_cast<socklen_t>(sizeof(int));
@@ -969,6 +1393,9 @@ int shim_getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
     FdEntry* e = socket_entry(fd);
     if (!is_ustack(e)) {
         return real.getsockopt(fd, level, name, value, len);
+    }
+    if (e->type == SOCK_STREAM) {
+        return tcp_getsockopt(fd, *e, level, name, value, len);
     }
     if (level == SOL_SOCKET) {
         switch (name) {
@@ -1031,7 +1458,24 @@ int shim_shutdown(int fd, int how) {
     if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
         return set_errno(EINVAL);
     }
-    // TODO(tcp): a stream socket tells the host (FIN).
+    if (e->type == SOCK_STREAM) {
+        // The app end's own shutdown gives the app Linux's view (reads
+        // return 0 after SHUT_RD, writes EPIPE after SHUT_WR); the host
+        // reads the EOF after the last byte and sends the FIN then.
+        // The host hears of it first: the EOF and hang-up that follow are
+        // then a shutdown, not a close.
+        Request request;
+        request.op = Op::Shutdown;
+        request.value = how;
+        Reply reply;
+        const int rc = socket_call(fd, request, reply);  // ENOTCONN when not connected
+        const int err = errno;
+        if (rc == 0 || err == ENOTCONN) {
+            real.shutdown(fd, how);
+        }
+        errno = err;
+        return rc;
+    }
     // UDP: the app end's own shutdown gives Linux's results (recv returns
     // 0, send fails with EPIPE); the host keeps the socket until close.
     real.shutdown(fd, how);
@@ -1109,12 +1553,17 @@ FdEntry* send_target(int fd, const sockaddr* dest, socklen_t dest_len, int* erro
     }
     const FdKind kind = e->get_kind();
     if (kind == FdKind::Ustack) {
-        return e->type == SOCK_DGRAM ? e : nullptr;  // TODO(tcp): stream sends go straight to the pair
+        return e;
     }
     if (kind != FdKind::Candidate || e->type != SOCK_DGRAM || dest == nullptr) {
         return nullptr;
     }
     Address a;
+    if (parse_address(dest, dest_len, a) == 0 && a.v6_native && !a.v6_loopback && !v6only(fd, *e)) {
+        *error = ENETUNREACH;
+        refuse_native_v6(ENETUNREACH);
+        return nullptr;
+    }
     if (parse_address(dest, dest_len, a) != 0 || a.unspec || a.v6_native || a.v6_any ||
         (e->domain == AF_INET && dest->sa_family != AF_INET) || !ustack_destination(a.addr) ||
         (e->domain == AF_INET6 && v6only(fd, *e))) {
@@ -1138,15 +1587,21 @@ ssize_t shim_sendto(int fd, const void* buf, size_t len, int flags, const sockad
         return real.sendto(fd, buf, len, flags, addr, alen);
     }
     iovec v{const_cast<void*>(buf), len};
+    if (e->type == SOCK_STREAM) {
+        return tcp_send(fd, &v, 1, flags);  // the address is ignored, as tcp_sendmsg does
+    }
     return udp_send(fd, *e, &v, 1, flags, addr, alen);
 }
 
 ssize_t shim_send(int fd, const void* buf, size_t len, int flags) {
     FdEntry* e = ustack_entry(fd);
-    if (e == nullptr || e->type != SOCK_DGRAM) {
+    if (e == nullptr) {
         return real.send(fd, buf, len, flags);
     }
     iovec v{const_cast<void*>(buf), len};
+    if (e->type == SOCK_STREAM) {
+        return tcp_send(fd, &v, 1, flags);
+    }
     return udp_send(fd, *e, &v, 1, flags, nullptr, 0);
 }
 
@@ -1161,6 +1616,9 @@ ssize_t shim_sendmsg(int fd, const msghdr* msg, int flags) {
     }
     if (e == nullptr) {
         return real.sendmsg(fd, msg, flags);
+    }
+    if (e->type == SOCK_STREAM) {
+        return tcp_send(fd, msg->msg_iov, msg->msg_iovlen, flags);
     }
     return udp_send(fd, *e, msg->msg_iov, msg->msg_iovlen, flags, static_cast<const sockaddr*>(msg->msg_name),
                     msg->msg_namelen);
@@ -1182,8 +1640,10 @@ int shim_sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags) {
     unsigned int sent = 0;
     for (; sent < vlen; ++sent) {
         const msghdr& m = vec[sent].msg_hdr;
-        const ssize_t n = udp_send(fd, *e, m.msg_iov, m.msg_iovlen, flags, static_cast<const sockaddr*>(m.msg_name),
-                                   m.msg_namelen);
+        const ssize_t n = e->type == SOCK_STREAM
+                              ? tcp_send(fd, m.msg_iov, m.msg_iovlen, flags)
+                              : udp_send(fd, *e, m.msg_iov, m.msg_iovlen, flags,
+                                         static_cast<const sockaddr*>(m.msg_name), m.msg_namelen);
         if (n < 0) {
             if (sent == 0) {
                 return -1;
@@ -1207,7 +1667,20 @@ FdEntry* udp_entry_classify(int fd) {
     return is_ustack(e) && e->type == SOCK_DGRAM ? e : nullptr;
 }
 
+// A ustack TCP fd, classifying an unknown fd first (recv family).
+FdEntry* tcp_entry_classify(int fd) {
+    FdEntry* e = socket_entry(fd);
+    return is_ustack(e) && e->type == SOCK_STREAM ? e : nullptr;
+}
+
 ssize_t shim_recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* addr, socklen_t* alen) {
+    if (tcp_entry_classify(fd) != nullptr) {
+        iovec v{buf, len};
+        if (alen != nullptr) {
+            *alen = 0;  // a connected stream names no source (tcp_recvmsg)
+        }
+        return tcp_recv(fd, &v, 1, flags, nullptr);
+    }
     FdEntry* e = udp_entry_classify(fd);
     if (e == nullptr) {
         return real.recvfrom(fd, buf, len, flags, addr, alen);
@@ -1217,6 +1690,10 @@ ssize_t shim_recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* addr, 
 }
 
 ssize_t shim_recv(int fd, void* buf, size_t len, int flags) {
+    if (tcp_entry_classify(fd) != nullptr) {
+        iovec v{buf, len};
+        return tcp_recv(fd, &v, 1, flags, nullptr);
+    }
     FdEntry* e = udp_entry_classify(fd);
     if (e == nullptr) {
         return real.recv(fd, buf, len, flags);
@@ -1226,6 +1703,16 @@ ssize_t shim_recv(int fd, void* buf, size_t len, int flags) {
 }
 
 ssize_t shim_recvmsg(int fd, msghdr* msg, int flags) {
+    if (msg != nullptr && tcp_entry_classify(fd) != nullptr) {
+        int msg_flags = 0;
+        const ssize_t n = tcp_recv(fd, msg->msg_iov, msg->msg_iovlen, flags, &msg_flags);
+        if (n >= 0) {
+            msg->msg_namelen = 0;
+            msg->msg_controllen = 0;
+            msg->msg_flags = msg_flags;
+        }
+        return n;
+    }
     FdEntry* e = msg == nullptr ? nullptr : udp_entry_classify(fd);
     if (e == nullptr) {
         return real.recvmsg(fd, msg, flags);
@@ -1273,6 +1760,10 @@ int shim_recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* 
 }
 
 ssize_t shim_read(int fd, void* buf, size_t count) {
+    if (tcp_entry(fd) != nullptr) {
+        iovec v{buf, count};
+        return tcp_recv(fd, &v, 1, 0, nullptr);
+    }
     FdEntry* e = udp_entry(fd);
     if (e == nullptr) {
         return real.read(fd, buf, count);
@@ -1282,6 +1773,9 @@ ssize_t shim_read(int fd, void* buf, size_t count) {
 }
 
 ssize_t shim_readv(int fd, const iovec* iov, int iovcnt) {
+    if (iovcnt >= 0 && tcp_entry(fd) != nullptr) {
+        return tcp_recv(fd, iov, static_cast<size_t>(iovcnt), 0, nullptr);
+    }
     FdEntry* e = udp_entry(fd);
     if (e == nullptr || iovcnt < 0) {
         return real.readv(fd, iov, iovcnt);
@@ -1290,6 +1784,10 @@ ssize_t shim_readv(int fd, const iovec* iov, int iovcnt) {
 }
 
 ssize_t shim_write(int fd, const void* buf, size_t count) {
+    if (tcp_entry(fd) != nullptr) {
+        iovec v{const_cast<void*>(buf), count};
+        return tcp_send(fd, &v, 1, 0);
+    }
     FdEntry* e = udp_entry(fd);
     if (e == nullptr) {
         return real.write(fd, buf, count);
@@ -1299,6 +1797,9 @@ ssize_t shim_write(int fd, const void* buf, size_t count) {
 }
 
 ssize_t shim_writev(int fd, const iovec* iov, int iovcnt) {
+    if (iovcnt >= 0 && tcp_entry(fd) != nullptr) {
+        return tcp_send(fd, iov, static_cast<size_t>(iovcnt), 0);
+    }
     FdEntry* e = udp_entry(fd);
     if (e == nullptr || iovcnt < 0) {
         return real.writev(fd, iov, iovcnt);

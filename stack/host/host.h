@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "netdev/netdev.h"
@@ -27,14 +28,16 @@
 #include "stack/host/host_config.h"
 #include "stack/host/host_socket.h"
 #include "stack/host/protocol.h"
+#include "stack/host/tcp_host_socket.h"
 #include "stack/stack.h"
+#include "stack/tcp/tcp_transport.h"
 
 namespace ustack::host {
 
 // CLOCK_MONOTONIC in microseconds.
 Instant monotonic_now();
 
-class Host {
+class Host final : private TcpConnectionFactory {
 public:
     struct Options {
         bool persistent = false;  // never exit when idle (ustackctl up, inproc)
@@ -47,7 +50,7 @@ public:
     // The error names the problem (device, address, permissions).
     static Expected<std::unique_ptr<Host>, std::pair<int, std::string>> create(const HostConfig& config,
                                                                               Options options);
-    ~Host();
+    ~Host() override;
 
     Host(const Host&) = delete;
     Host& operator=(const Host&) = delete;
@@ -60,6 +63,7 @@ public:
     void stop_and_drain(Duration linger = Duration::from_millis(300));
 
     Stack& stack() { return *stack_; }
+    tcp::TcpEngine& tcp() { return tcp_->engine(); }
     const HostConfig& config() const { return config_; }
     size_t socket_count() const { return sockets_.size(); }
 
@@ -80,6 +84,14 @@ private:
     Reply dispatch(ControlConnection& connection, const Request& request, int passed_fd, std::string& text,
                    int& fd_out);
     Reply create_socket(ControlConnection& connection, const Request& request, int& fd_out);
+    Reply create_tcp_socket(ControlConnection& connection, const Request& request, int& fd_out);
+    // A new socketpair for a socket: the host end (non-blocking, named for
+    // exec'd programs) and the app end, or -errno.
+    int open_pair(int domain, int type, int& host_end, int& app_end);
+    // Registers a host socket under its app end's inode.
+    void register_socket(std::unique_ptr<HostSocket> socket, int app_end);
+    int adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) override;
+    Reply tcp_call(TcpHostSocket& socket, const Request& request, int passed_fd, std::string& text);
     HostSocket* socket_for_fd(int passed_fd);
     void add_socket(std::unique_ptr<HostSocket> socket);
     void sync_events(HostSocket& socket);
@@ -87,6 +99,8 @@ private:
     void reap_finished();
     void arm_timer();
     bool idle() const;
+    bool app_end_alive(int host_fd) const;
+    void check_half_closed(Instant now);
     std::string status_text() const;
     std::string stats_text() const;
     std::string sockets_text() const;
@@ -97,6 +111,7 @@ private:
     std::unique_ptr<SeededRandom> random_;
     std::unique_ptr<netdev::NetDev> device_;
     std::unique_ptr<Stack> stack_;
+    std::unique_ptr<tcp::TcpTransport> tcp_;  // attached to stack_; destroyed first
     int epoll_fd_ = -1;
     int timer_fd_ = -1;
     int wake_fd_ = -1;  // eventfd: stop requests from other threads
@@ -107,6 +122,15 @@ private:
     std::unordered_map<ino_t, int> by_app_inode_;                   // app end inode → host end fd
     std::unordered_map<int, ino_t> app_inode_of_;                   // host end fd → app end inode
     uint64_t next_serial_ = 1;
+    // Sockets created while the loop walks sockets_ (accepted connections)
+    // join it afterwards.
+    bool walking_sockets_ = false;
+    std::vector<std::unique_ptr<HostSocket>> new_sockets_;
+    // Host ends shut both ways while the app still holds its end
+    // (hangup_ambiguous): unwatched, checked every interval for the close.
+    std::unordered_set<int> half_closed_;
+    Instant last_half_closed_check_;
+    static constexpr Duration half_closed_check_interval = Duration::from_millis(200);
     std::atomic<int> stop_requested_{0};  // 1 stop, 2 drain then stop
     Duration drain_linger_ = Duration::from_millis(300);
     bool stopping_ = false;

@@ -68,6 +68,20 @@ public:
     virtual void on_stack_event(Instant now) = 0;
     virtual void on_app_hangup(Instant now) = 0;
     virtual bool finished() const = 0;
+    // false: the loop stops watching host_fd() (not even for EPOLLHUP),
+    // e.g. a TCP socket whose app is gone, still sending what it wrote.
+    virtual bool watch_host_end() const { return true; }
+    // true when an EPOLLHUP may come from the host's own shutdown of its
+    // end (both directions shut) rather than from the app's last close:
+    // the host then checks that the app end is really gone.
+    virtual bool hangup_ambiguous() const { return false; }
+    // true once the socket gave up its end of the pair (host_fd() is then a
+    // placeholder): no epoll events come any more, and the loop learns of
+    // the app's last close only by checking that the app end is gone.
+    virtual bool pair_released() const { return false; }
+    // The program is exiting (inproc host): end the socket as its close
+    // would (a TCP connection sends what it has, then its FIN).
+    virtual void on_process_exit(Instant now) { (void)now; }
     // Processes everything the app wrote so far. The host calls it before
     // every socket call of the control RPC, so that the call sees the
     // effect of the sends that preceded it (an autobind by sendto, the

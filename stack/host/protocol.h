@@ -10,7 +10,12 @@
 //    dup/fork/SCM_RIGHTS copies of it all name the same socket. A call that
 //    creates a socket gets the new app end back in SCM_RIGHTS.
 //
-// 2. The data plane of a UDP socket: an AF_UNIX SOCK_SEQPACKET socketpair.
+// 2. The data plane of a TCP socket: an AF_UNIX SOCK_STREAM socketpair,
+//    bytes as they are. A listener's pair carries, host→app, one 8-byte
+//    DatagramHeader (the peer address) per accepted connection with the
+//    connection's app end in SCM_RIGHTS (see tcp_host_socket.h).
+//
+// 3. The data plane of a UDP socket: an AF_UNIX SOCK_SEQPACKET socketpair.
 //    SEQPACKET, not DGRAM: it keeps datagram boundaries (and MSG_TRUNC),
 //    and, unlike DGRAM, the host end sees EPOLLHUP when the last copy of the
 //    app end is closed. Every message in either direction starts with a
@@ -18,7 +23,7 @@
 //    error: ECONNREFUSED after an ICMP port unreachable), app→host the
 //    destination (sendto) or none (connected send/write).
 //
-// 3. Identification after exec: the host binds its end of every socketpair
+// 4. Identification after exec: the host binds its end of every socketpair
 //    to the abstract name "ustack-s/<domain>/<type>/<host pid>/<serial>/<device>",
 //    so the shim of a freshly exec'd program recognises its inherited
 //    ustack sockets with one getpeername() each, without asking anyone.
@@ -36,7 +41,7 @@
 
 namespace ustack::host {
 
-inline constexpr uint32_t protocol_version = 1;
+inline constexpr uint32_t protocol_version = 2;
 
 // ------------------------------------------------------------ data plane
 
@@ -67,19 +72,20 @@ enum class Op : uint32_t {
     Socket,         // create a socket (+ optional bind/connect); → app fd in SCM_RIGHTS
     Bind,           // [fd] addr/port
     Connect,        // [fd] addr/port; family AF_UNSPEC: disconnect
-    Listen,         // [fd] value = backlog                                    TODO(tcp)
+    Listen,         // [fd] value = backlog
     GetSockName,    // [fd] → addr/port
     GetPeerName,    // [fd] → addr/port, or ENOTCONN
     SetSockOpt,     // [fd] level/name/value
     GetSockOpt,     // [fd] level/name → value
-    Shutdown,       // [fd] value = how                                        TODO(tcp)
+    Shutdown,       // [fd] value = how (the shim shut the app end down first)
     // Tools (ustackctl).
     Sysctl,         // text "NAME" or "NAME=VALUE" or "" (all) → text
     Stats,          // → text: counters
     Status,         // → text: device, address, pid, sockets
     Sockets,        // → text: one line per socket (ss)
-    KillTimeWait,   // → value: entries removed                                TODO(tcp)
+    KillTimeWait,   // addr/port (0 = any) → value: TIME_WAIT entries removed
     Down,           // the host exits (after the reply)
+    TcpInfo,        // [fd] → text: a struct tcp_info (Linux layout)
 };
 
 // Capabilities in Reply.flags of Hello.
@@ -89,7 +95,19 @@ inline constexpr uint32_t capability_tcp = 2;
 // What Socket does right after creating the socket. Doing bind/connect in
 // the same call lets the shim swap the fd only when it succeeded: a bind
 // refused with EADDRINUSE leaves the program's socket as it was.
-enum class SocketAction : uint8_t { None = 0, Bind = 1, Connect = 2 };
+// Connect on TCP: Reply.value = EINPROGRESS when the handshake is under
+// way (the app end is not writable until it ends). Listen: value = backlog.
+enum class SocketAction : uint8_t { None = 0, Bind = 1, Connect = 2, Listen = 3 };
+
+// An option the program set on its kernel socket before the swap (TCP:
+// SO_SNDBUF, TCP_NODELAY, SO_LINGER...), applied to the stack socket in
+// order before the bind/connect/listen (a receive buffer shapes the SYN).
+struct ReplayedOption {
+    int32_t level = 0;
+    int32_t name = 0;
+    int64_t value = 0;
+};
+inline constexpr uint32_t max_replayed_options = 12;
 
 struct Request {
     uint32_t version = protocol_version;
@@ -113,6 +131,9 @@ struct Request {
     int64_t value = 0;
     // Sysctl: NUL-terminated.
     char text[256] = {};
+    // Socket (TCP): options to replay.
+    uint32_t option_count = 0;
+    ReplayedOption options[max_replayed_options] = {};
 };
 
 struct Reply {

@@ -1,0 +1,861 @@
+// A plain socket-API program (no ustack code): the TCP shim tests run it
+// under ustack-run, with the Linux kernel as the peer. The kernel side is
+// this same program, re-executed with a clean environment (no LD_PRELOAD,
+// no USTACK_*), so every scenario is self-contained:
+//
+//   shim_prog_tcp_semantics SCENARIO KERNEL_ADDR STACK_ADDR PORT
+//
+// Prints "PASS SCENARIO" and exits 0, or prints what went wrong and exits 1.
+// Every wait has a timeout (poll, SO_RCVTIMEO, alarm).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+std::string g_kernel;
+std::string g_stack;
+uint16_t g_port = 0;
+std::string g_self;
+std::string g_scenario;
+
+[[noreturn]] void fail(const std::string& what) {
+    std::printf("FAIL %s: %s (errno %d: %s)\n", g_scenario.c_str(), what.c_str(), errno, std::strerror(errno));
+    std::fflush(stdout);
+    std::_Exit(1);
+}
+
+#define CHECK(cond, what) \
+    do {                  \
+        if (!(cond)) {    \
+            fail(what);   \
+        }                 \
+    } while (0)
+
+sockaddr_in address(const std::string& ip, uint16_t port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+    return a;
+}
+
+int tcp_socket() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0, "socket");
+    return fd;
+}
+
+void set_int(int fd, int level, int name, int value) {
+    CHECK(::setsockopt(fd, level, name, &value, sizeof value) == 0, "setsockopt " + std::to_string(name));
+}
+
+int get_int(int fd, int level, int name) {
+    int value = -1;
+    socklen_t len = sizeof value;
+    CHECK(::getsockopt(fd, level, name, &value, &len) == 0, "getsockopt " + std::to_string(name));
+    return value;
+}
+
+void set_timeouts(int fd, int seconds) {
+    timeval tv{seconds, 0};
+    CHECK(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
+    CHECK(::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0, "SO_SNDTIMEO");
+}
+
+int connect_to(const std::string& ip, uint16_t port) {
+    const int fd = tcp_socket();
+    set_timeouts(fd, 10);
+    sockaddr_in a = address(ip, port);
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "connect " + ip + ":" + std::to_string(port));
+    return fd;
+}
+
+int listen_on(const std::string& ip, uint16_t port, int domain = AF_INET) {
+    const int fd = ::socket(domain, SOCK_STREAM, 0);
+    CHECK(fd >= 0, "socket");
+    set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (domain == AF_INET6) {
+        set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        a.sin6_port = htons(port);
+        a.sin6_addr = in6addr_any;
+        CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "bind [::]");
+    } else {
+        sockaddr_in a = address(ip, port);
+        CHECK(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "bind " + ip);
+    }
+    CHECK(::listen(fd, 16) == 0, "listen");
+    return fd;
+}
+
+int accept_one(int listener, int seconds = 10) {
+    pollfd p{listener, POLLIN, 0};
+    CHECK(::poll(&p, 1, seconds * 1000) == 1, "no connection to accept");
+    const int fd = ::accept(listener, nullptr, nullptr);
+    CHECK(fd >= 0, "accept");
+    set_timeouts(fd, 10);
+    return fd;
+}
+
+void write_all(int fd, const void* data, size_t len) {
+    const char* p = static_cast<const char*>(data);
+    while (len > 0) {
+        const ssize_t n = ::send(fd, p, len, MSG_NOSIGNAL);
+        CHECK(n > 0, "send");
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+}
+
+std::string read_exact(int fd, size_t len) {
+    std::string out;
+    char buf[65536];
+    while (out.size() < len) {
+        const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, len - out.size()), 0);
+        CHECK(n > 0, "recv (got " + std::to_string(out.size()) + " of " + std::to_string(len) + ")");
+        out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+}
+
+std::string read_to_eof(int fd) {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        CHECK(n >= 0, "recv to EOF");
+        if (n == 0) {
+            return out;
+        }
+        out.append(buf, static_cast<size_t>(n));
+    }
+}
+
+std::string pattern(size_t len, unsigned seed) {
+    std::string s(len, '\0');
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < len; ++i) {
+        x = x * 1103515245u + 12345u;
+        s[i] = static_cast<char>(x >> 24);
+    }
+    return s;
+}
+
+// ------------------------------------------------------------ the kernel peer
+
+// Runs `role` of this program as a plain kernel process (clean
+// environment). Returns its pid once it reported ready on a pipe.
+pid_t kernel_peer(const std::string& role, const std::string& arg = "") {
+    int ready[2];
+    CHECK(::pipe(ready) == 0, "pipe");
+    const pid_t pid = ::fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        ::close(ready[0]);
+        ::dup2(ready[1], 3);
+        std::vector<std::string> env_strings;
+        for (char** e = environ; *e != nullptr; ++e) {
+            const std::string v = *e;
+            if (v.rfind("LD_PRELOAD=", 0) != 0 && v.rfind("USTACK_", 0) != 0) {
+                env_strings.push_back(v);
+            }
+        }
+        std::vector<char*> env;
+        for (auto& v : env_strings) {
+            env.push_back(v.data());
+        }
+        env.push_back(nullptr);
+        const std::string port = std::to_string(g_port);
+        std::vector<std::string> args = {g_self, "peer:" + role, g_kernel, g_stack, port, arg};
+        std::vector<char*> argv;
+        for (auto& a : args) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        ::execve(g_self.c_str(), argv.data(), env.data());
+        std::_Exit(127);
+    }
+    ::close(ready[1]);
+    char c = 0;
+    pollfd p{ready[0], POLLIN, 0};
+    CHECK(::poll(&p, 1, 10000) == 1 && ::read(ready[0], &c, 1) == 1, "kernel peer " + role + " not ready");
+    ::close(ready[0]);
+    return pid;
+}
+
+// The peer's verdict: its exit status (0 = it saw what it expected).
+void expect_peer_ok(pid_t pid, const std::string& what) {
+    int status = 0;
+    for (int i = 0; i < 1000; ++i) {
+        const pid_t r = ::waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "kernel peer: " + what + " (status " + std::to_string(status) + ")");
+            return;
+        }
+        ::usleep(10000);
+    }
+    ::kill(pid, SIGKILL);
+    fail("kernel peer did not finish: " + what);
+}
+
+// fd 3 is the ready pipe when kernel_peer() started us (not when a test
+// runs the peer directly).
+void signal_ready() {
+    struct stat st {};
+    if (::fstat(3, &st) == 0 && S_ISFIFO(st.st_mode)) {
+        ::signal(SIGPIPE, SIG_IGN);
+        (void)!::write(3, "r", 1);
+        ::close(3);
+    }
+}
+
+[[noreturn]] void peer_exit(bool ok, const std::string& why) {
+    if (!ok) {
+        std::fprintf(stderr, "kernel peer %s: %s (errno %d: %s)\n", g_scenario.c_str(), why.c_str(), errno,
+                     std::strerror(errno));
+    }
+    std::_Exit(ok ? 0 : 1);
+}
+
+// Kernel roles (argv[1] = "peer:ROLE").
+[[noreturn]] void run_peer(const std::string& role, const std::string& arg) {
+    alarm(30);
+    if (role == "echo") {
+        // Echoes every connection (one at a time) until EOF, then closes.
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int c = accept_one(l, 20);
+        char buf[65536];
+        for (;;) {
+            const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+            if (n <= 0) {
+                peer_exit(n == 0, "echo recv");
+            }
+            write_all(c, buf, static_cast<size_t>(n));
+        }
+    }
+    if (role == "silent-listener") {
+        // Accepts later: SYN-ACK comes from the kernel's backlog at once.
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int c = accept_one(l, 20);
+        const std::string got = read_to_eof(c);
+        peer_exit(got == "after-connect", "silent-listener got '" + got + "'");
+    }
+    if (role == "client") {
+        // Connects to the ustack server, sends ping, expects pong, then EOF.
+        signal_ready();
+        ::usleep(100000);
+        const int c = connect_to(g_stack, g_port);
+        write_all(c, "ping", 4);
+        const std::string got = read_exact(c, 4);
+        const std::string rest = read_to_eof(c);
+        peer_exit(got == "pong" && rest.empty(), "client got '" + got + "' then '" + rest + "'");
+    }
+    if (role == "clients") {
+        // `arg` connections one after the other, each expecting "served".
+        signal_ready();
+        const int count = std::atoi(arg.c_str());
+        for (int i = 0; i < count; ++i) {
+            int c = -1;
+            for (int attempt = 0; attempt < 100 && c < 0; ++attempt) {
+                c = tcp_socket();
+                sockaddr_in a = address(g_stack, g_port);
+                if (::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+                    ::close(c);
+                    c = -1;
+                    ::usleep(50000);
+                }
+            }
+            if (c < 0) {
+                peer_exit(false, "connect to the ustack server");
+            }
+            set_timeouts(c, 10);
+            const std::string got = read_to_eof(c);
+            if (got.rfind("served", 0) != 0) {
+                peer_exit(false, "connection " + std::to_string(i) + " got '" + got + "'");
+            }
+            ::close(c);
+        }
+        peer_exit(true, "");
+    }
+    if (role == "reset") {
+        // Accepts, sends "bye", then resets (SO_LINGER 0).
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int c = accept_one(l, 20);
+        write_all(c, "bye", 3);
+        ::usleep(200000);
+        linger lg{1, 0};
+        ::setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        ::close(c);
+        peer_exit(true, "");
+    }
+    if (role == "expect-reset" || role == "expect-fin") {
+        // Accepts, optionally sends `arg` bytes, then waits for the end of
+        // the connection and checks how it ended.
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int c = accept_one(l, 20);
+        const size_t send_bytes = arg.empty() ? 0 : static_cast<size_t>(std::atoi(arg.c_str()));
+        if (send_bytes > 0) {
+            const std::string data = pattern(send_bytes, 3);
+            write_all(c, data.data(), data.size());
+        }
+        char buf[4096];
+        for (;;) {
+            const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+            if (n > 0) {
+                continue;
+            }
+            if (role == "expect-reset") {
+                peer_exit(n < 0 && errno == ECONNRESET, "expected ECONNRESET, got " + std::to_string(n));
+            }
+            peer_exit(n == 0, "expected EOF (FIN), got " + std::to_string(n));
+        }
+    }
+    if (role == "count-to-fin") {
+        // Counts the bytes of one connection up to its FIN: `arg` expected.
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int c = accept_one(l, 20);
+        const std::string got = read_to_eof(c);
+        peer_exit(got == pattern(static_cast<size_t>(std::atoi(arg.c_str())), 9),
+                  "got " + std::to_string(got.size()) + " bytes");
+    }
+    peer_exit(false, "unknown peer role " + role);
+}
+
+// ------------------------------------------------------------ scenarios (under ustack)
+
+// Data both ways through a kernel echo server: 2 MB, written and read
+// concurrently with poll (backpressure in both directions), then
+// shutdown(SHUT_WR) → the peer's EOF → its close → our EOF.
+void client_echo() {
+    const pid_t peer = kernel_peer("echo");
+    const int fd = connect_to(g_kernel, g_port);
+    sockaddr_in peer_addr{};
+    socklen_t len = sizeof peer_addr;
+    CHECK(::getpeername(fd, reinterpret_cast<sockaddr*>(&peer_addr), &len) == 0, "getpeername");
+    CHECK(peer_addr.sin_port == htons(g_port), "getpeername port");
+    sockaddr_in local{};
+    len = sizeof local;
+    CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0, "getsockname");
+    char local_ip[32];
+    ::inet_ntop(AF_INET, &local.sin_addr, local_ip, sizeof local_ip);
+    CHECK(g_stack == local_ip && local.sin_port != 0, std::string("getsockname: ") + local_ip);
+
+    const std::string data = pattern(2 * 1024 * 1024, 1);
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t sent = 0;
+    std::string got;
+    bool shut = false;
+    char buf[65536];
+    while (got.size() < data.size()) {
+        pollfd p{fd, static_cast<short>(POLLIN | (sent < data.size() ? POLLOUT : 0)), 0};
+        CHECK(::poll(&p, 1, 10000) == 1, "poll: stalled at sent " + std::to_string(sent) + " got " +
+                                             std::to_string(got.size()));
+        if ((p.revents & POLLOUT) != 0 && sent < data.size()) {
+            const ssize_t n = ::write(fd, data.data() + sent, std::min<size_t>(data.size() - sent, 100000));
+            CHECK(n > 0 || errno == EAGAIN, "write");
+            sent += n > 0 ? static_cast<size_t>(n) : 0;
+        }
+        if (sent == data.size() && !shut) {
+            CHECK(::shutdown(fd, SHUT_WR) == 0, "shutdown(SHUT_WR)");
+            shut = true;
+        }
+        if ((p.revents & POLLIN) != 0) {
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            CHECK(n > 0 || (n < 0 && errno == EAGAIN), "read (early EOF?)");
+            if (n > 0) {
+                got.append(buf, static_cast<size_t>(n));
+            }
+        }
+    }
+    CHECK(got == data, "echoed data differs");
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    CHECK(::read(fd, buf, sizeof buf) == 0, "EOF after the peer's FIN");
+    ::close(fd);
+    expect_peer_ok(peer, "echo server saw our EOF");
+}
+
+// A ustack listener: accept4 with flags and the peer's address.
+void server_accept() {
+    const int l = listen_on("0.0.0.0", g_port);
+    CHECK(get_int(l, SOL_SOCKET, SO_ACCEPTCONN) == 1, "SO_ACCEPTCONN on the listener");
+    int fl = ::fcntl(l, F_GETFL);
+    ::fcntl(l, F_SETFL, fl | O_NONBLOCK);
+    CHECK(::accept(l, nullptr, nullptr) < 0 && errno == EAGAIN, "accept with nothing queued: EAGAIN");
+    ::fcntl(l, F_SETFL, fl);
+    const pid_t peer = kernel_peer("client");
+    pollfd p{l, POLLIN, 0};
+    CHECK(::poll(&p, 1, 10000) == 1, "listener readable");
+    sockaddr_in from{};
+    socklen_t len = sizeof from;
+    const int c = ::accept4(l, reinterpret_cast<sockaddr*>(&from), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    CHECK(c >= 0, "accept4");
+    char ip[32];
+    ::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+    CHECK(len == sizeof from && from.sin_family == AF_INET && g_kernel == ip, std::string("peer address ") + ip);
+    CHECK((::fcntl(c, F_GETFL) & O_NONBLOCK) != 0, "SOCK_NONBLOCK");
+    CHECK((::fcntl(c, F_GETFD) & FD_CLOEXEC) != 0, "SOCK_CLOEXEC");
+    CHECK(get_int(c, SOL_SOCKET, SO_ACCEPTCONN) == 0, "SO_ACCEPTCONN on the connection");
+    CHECK(get_int(c, SOL_SOCKET, SO_TYPE) == SOCK_STREAM, "SO_TYPE");
+    CHECK(get_int(c, SOL_SOCKET, SO_DOMAIN) == AF_INET, "SO_DOMAIN");
+    ::fcntl(c, F_SETFL, ::fcntl(c, F_GETFL) & ~O_NONBLOCK);
+    set_timeouts(c, 10);
+    CHECK(read_exact(c, 4) == "ping", "ping");
+    write_all(c, "pong", 4);
+    ::close(c);
+    expect_peer_ok(peer, "client got pong then EOF");
+    CHECK(::accept4(l, nullptr, nullptr, 0x4000000) < 0 && errno == EINVAL, "accept4 with bad flags: EINVAL");
+    ::close(l);
+}
+
+// Non-blocking connect to a closed port: EINPROGRESS, then POLLOUT, and
+// SO_ERROR says ECONNREFUSED (taken once).
+void nonblock_refused() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in a = address(g_kernel, g_port);
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 && errno == EINPROGRESS, "EINPROGRESS");
+    pollfd p{fd, POLLOUT, 0};
+    CHECK(::poll(&p, 1, 10000) == 1 && (p.revents & POLLOUT) != 0, "POLLOUT after the refusal");
+    CHECK(get_int(fd, SOL_SOCKET, SO_ERROR) == ECONNREFUSED, "SO_ERROR ECONNREFUSED");
+    CHECK(get_int(fd, SOL_SOCKET, SO_ERROR) == 0, "SO_ERROR taken once");
+    ::close(fd);
+    // Blocking: connect itself fails.
+    const int b = tcp_socket();
+    CHECK(::connect(b, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 && errno == ECONNREFUSED,
+          "blocking connect ECONNREFUSED");
+    ::close(b);
+}
+
+// Non-blocking connect that succeeds; no POLLOUT before the handshake
+// (checked against an address that never answers ARP: EHOSTUNREACH).
+void nonblock_connect() {
+    const pid_t peer = kernel_peer("silent-listener");
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in a = address(g_kernel, g_port);
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 && errno == EINPROGRESS, "EINPROGRESS");
+    pollfd p{fd, POLLOUT, 0};
+    CHECK(::poll(&p, 1, 10000) == 1 && (p.revents & POLLOUT) != 0, "POLLOUT once connected");
+    CHECK(get_int(fd, SOL_SOCKET, SO_ERROR) == 0, "SO_ERROR 0");
+    // inet_stream_connect: once more after the EINPROGRESS → 0, then EISCONN.
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "connect again: 0");
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 && errno == EISCONN, "EISCONN");
+    CHECK(::send(fd, "after-connect", 13, 0) == 13, "send");
+    ::close(fd);
+    expect_peer_ok(peer, "the peer got our data and FIN");
+
+    // Nobody at .77: ARP fails. No POLLOUT for the first 500 ms.
+    std::string dead = g_kernel.substr(0, g_kernel.rfind('.')) + ".77";
+    const int d = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in da = address(dead, g_port);
+    CHECK(::connect(d, reinterpret_cast<sockaddr*>(&da), sizeof da) < 0 && errno == EINPROGRESS, "EINPROGRESS (dead)");
+    pollfd q{d, POLLOUT, 0};
+    CHECK(::poll(&q, 1, 500) == 0, "no POLLOUT while the handshake runs");
+    ::close(d);
+}
+
+// A peer reset: the data before it, then ECONNRESET; then EPIPE, with
+// SIGPIPE unless MSG_NOSIGNAL.
+volatile sig_atomic_t g_sigpipes = 0;
+void on_sigpipe(int) { g_sigpipes = g_sigpipes + 1; }
+
+void peer_reset() {
+    ::signal(SIGPIPE, on_sigpipe);
+    const pid_t peer = kernel_peer("reset");
+    const int fd = connect_to(g_kernel, g_port);
+    CHECK(read_exact(fd, 3) == "bye", "data before the reset");
+    expect_peer_ok(peer, "reset sent");
+    char buf[16];
+    pollfd p{fd, POLLIN, 0};
+    CHECK(::poll(&p, 1, 5000) == 1, "readable after the reset");
+    ::usleep(100000);
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    CHECK(n < 0 && errno == ECONNRESET, "recv after RST: ECONNRESET, got " + std::to_string(n));
+    CHECK(::send(fd, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "send after reset: EPIPE");
+    CHECK(g_sigpipes == 0, "no SIGPIPE with MSG_NOSIGNAL");
+    CHECK(::write(fd, "x", 1) < 0 && errno == EPIPE, "write after reset: EPIPE");
+    CHECK(g_sigpipes == 1, "SIGPIPE without MSG_NOSIGNAL");
+    ::close(fd);
+}
+
+// shutdown(SHUT_WR) then send: EPIPE (+ SIGPIPE); shutdown on an
+// unconnected socket: ENOTCONN.
+void shutdown_epipe() {
+    ::signal(SIGPIPE, on_sigpipe);
+    const pid_t peer = kernel_peer("echo");
+    const int fd = connect_to(g_kernel, g_port);
+    write_all(fd, "abc", 3);
+    CHECK(::shutdown(fd, SHUT_WR) == 0, "shutdown");
+    CHECK(::send(fd, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE, "EPIPE after SHUT_WR");
+    CHECK(g_sigpipes == 0, "MSG_NOSIGNAL honoured");
+    CHECK(::send(fd, "x", 1, 0) < 0 && errno == EPIPE, "EPIPE again");
+    CHECK(g_sigpipes == 1, "SIGPIPE");
+    CHECK(read_to_eof(fd) == "abc", "echo then EOF");
+    ::close(fd);
+    expect_peer_ok(peer, "echo saw EOF");
+    const int u = tcp_socket();
+    sockaddr_in a = address(g_stack, static_cast<uint16_t>(g_port + 1));
+    CHECK(::bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "bind");
+    CHECK(::shutdown(u, SHUT_RDWR) < 0 && errno == ENOTCONN, "shutdown unconnected: ENOTCONN");
+    ::close(u);
+}
+
+// Options reach the stack socket and read back as Linux reports them;
+// TCP_INFO, FIONREAD, FIONBIO.
+void options() {
+    const pid_t peer = kernel_peer("echo");
+    const int fd = tcp_socket();
+    // Set before the swap (on the kernel socket), replayed at connect.
+    set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    set_int(fd, SOL_SOCKET, SO_RCVBUF, 65536);
+    set_timeouts(fd, 10);
+    sockaddr_in a = address(g_kernel, g_port);
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "connect");
+    CHECK(get_int(fd, IPPROTO_TCP, TCP_NODELAY) == 1, "TCP_NODELAY replayed");
+    CHECK(get_int(fd, SOL_SOCKET, SO_RCVBUF) == 131072, "SO_RCVBUF replayed (doubled)");
+    set_int(fd, SOL_SOCKET, SO_SNDBUF, 100000);
+    CHECK(get_int(fd, SOL_SOCKET, SO_SNDBUF) == 200000, "SO_SNDBUF doubled");
+    set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+    CHECK(get_int(fd, SOL_SOCKET, SO_KEEPALIVE) == 1, "SO_KEEPALIVE");
+    set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, 30);
+    set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, 5);
+    set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, 4);
+    CHECK(get_int(fd, IPPROTO_TCP, TCP_KEEPIDLE) == 30, "TCP_KEEPIDLE");
+    CHECK(get_int(fd, IPPROTO_TCP, TCP_KEEPINTVL) == 5, "TCP_KEEPINTVL");
+    CHECK(get_int(fd, IPPROTO_TCP, TCP_KEEPCNT) == 4, "TCP_KEEPCNT");
+    int bad = 0;
+    CHECK(::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &bad, sizeof bad) < 0 && errno == EINVAL, "TCP_KEEPIDLE 0");
+    linger lg{1, 7};
+    CHECK(::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "SO_LINGER");
+    linger back{};
+    socklen_t len = sizeof back;
+    CHECK(::getsockopt(fd, SOL_SOCKET, SO_LINGER, &back, &len) == 0 && back.l_onoff == 1 && back.l_linger == 7,
+          "SO_LINGER back");
+    lg = linger{0, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    CHECK(get_int(fd, SOL_SOCKET, SO_TYPE) == SOCK_STREAM && get_int(fd, SOL_SOCKET, SO_DOMAIN) == AF_INET &&
+              get_int(fd, SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP,
+          "SO_TYPE/SO_DOMAIN/SO_PROTOCOL");
+    tcp_info info{};
+    len = sizeof info;
+    CHECK(::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0, "TCP_INFO");
+    CHECK(info.tcpi_state == TCP_ESTABLISHED, "tcpi_state ESTABLISHED: " + std::to_string(info.tcpi_state));
+    CHECK(info.tcpi_snd_mss > 500 && info.tcpi_snd_mss <= 1460, "tcpi_snd_mss " + std::to_string(info.tcpi_snd_mss));
+    CHECK(info.tcpi_rto >= 200000, "tcpi_rto " + std::to_string(info.tcpi_rto));
+    // FIONREAD: what the echo sent back.
+    write_all(fd, "0123456789", 10);
+    pollfd p{fd, POLLIN, 0};
+    CHECK(::poll(&p, 1, 5000) == 1, "echo readable");
+    int avail = 0;
+    for (int i = 0; i < 100 && avail < 10; ++i) {
+        CHECK(::ioctl(fd, FIONREAD, &avail) == 0, "FIONREAD");
+        if (avail < 10) {
+            ::usleep(10000);
+        }
+    }
+    CHECK(avail == 10, "FIONREAD = " + std::to_string(avail));
+    int on = 1;
+    CHECK(::ioctl(fd, FIONBIO, &on) == 0 && (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0, "FIONBIO");
+    char buf[32];
+    CHECK(::recv(fd, buf, sizeof buf, 0) == 10, "read the echo");
+    CHECK(::recv(fd, buf, sizeof buf, 0) < 0 && errno == EAGAIN, "EAGAIN when empty (non-blocking)");
+    ::close(fd);
+    expect_peer_ok(peer, "echo saw EOF");
+}
+
+// epoll on a ustack listener, a ustack connection and a pipe, level and
+// edge triggered.
+void epoll_mixed() {
+    const int l = listen_on("0.0.0.0", g_port);
+    int pipefd[2];
+    CHECK(::pipe(pipefd) == 0, "pipe");
+    const int ep = ::epoll_create1(0);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = l;
+    CHECK(::epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev) == 0, "epoll add listener");
+    ev.data.fd = pipefd[0];
+    CHECK(::epoll_ctl(ep, EPOLL_CTL_ADD, pipefd[0], &ev) == 0, "epoll add pipe");
+    const pid_t peer = kernel_peer("client");
+    epoll_event out[4];
+    CHECK(::epoll_wait(ep, out, 4, 10000) == 1 && out[0].data.fd == l, "listener ready via epoll");
+    const int c = ::accept4(l, nullptr, nullptr, SOCK_NONBLOCK);
+    CHECK(c >= 0, "accept4");
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.fd = c;
+    CHECK(::epoll_ctl(ep, EPOLL_CTL_ADD, c, &ev) == 0, "epoll add connection (edge)");
+    CHECK(::write(pipefd[1], "p", 1) == 1, "pipe write");
+    bool saw_pipe = false;
+    bool saw_conn = false;
+    for (int round = 0; round < 100 && !(saw_pipe && saw_conn); ++round) {
+        const int n = ::epoll_wait(ep, out, 4, 100);
+        for (int i = 0; i < n; ++i) {
+            if (out[i].data.fd == pipefd[0] && !saw_pipe) {
+                saw_pipe = true;
+                char x;
+                CHECK(::read(pipefd[0], &x, 1) == 1, "pipe read");  // level-triggered: consumed
+            }
+            saw_conn |= out[i].data.fd == c;
+        }
+    }
+    CHECK(saw_pipe && saw_conn, "both the pipe and the connection reported");
+    // Edge-triggered: no new event until new data.
+    int n = ::epoll_wait(ep, out, 4, 200);
+    for (int i = 0; i < n; ++i) {
+        CHECK(out[i].data.fd != c, "edge-triggered connection reported twice");
+    }
+    char buf[8];
+    CHECK(::recv(c, buf, sizeof buf, 0) == 4 && std::memcmp(buf, "ping", 4) == 0, "ping");
+    CHECK(::send(c, "pong", 4, 0) == 4, "pong");
+    ::close(c);
+    expect_peer_ok(peer, "client got pong");
+    ::close(ep);
+    ::close(l);
+}
+
+// Close with SO_LINGER {1, 0}: the peer sees a reset.
+void linger_zero() {
+    const pid_t peer = kernel_peer("expect-reset");
+    const int fd = connect_to(g_kernel, g_port);
+    write_all(fd, "data", 4);
+    ::usleep(100000);
+    linger lg{1, 0};
+    CHECK(::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0, "SO_LINGER");
+    ::close(fd);
+    expect_peer_ok(peer, "the peer saw ECONNRESET");
+}
+
+// Close with received data never read: a reset (tcp_close); with
+// everything read: a FIN.
+void close_unread() {
+    const pid_t peer = kernel_peer("expect-reset", "1000");
+    const int fd = connect_to(g_kernel, g_port);
+    pollfd p{fd, POLLIN, 0};
+    CHECK(::poll(&p, 1, 5000) == 1, "data arrived");
+    ::usleep(200000);
+    ::close(fd);
+    expect_peer_ok(peer, "the peer saw ECONNRESET");
+    const pid_t peer2 = kernel_peer("expect-fin", "1000");
+    const int fd2 = connect_to(g_kernel, g_port);
+    CHECK(read_exact(fd2, 1000).size() == 1000, "read everything");
+    ::close(fd2);
+    expect_peer_ok(peer2, "the peer saw a FIN");
+}
+
+// fork: two children accept on the parent's listener (as nginx workers).
+void fork_accept() {
+    const int l = listen_on("0.0.0.0", g_port);
+    pid_t workers[2];
+    for (pid_t& w : workers) {
+        w = ::fork();
+        CHECK(w >= 0, "fork");
+        if (w == 0) {
+            alarm(20);
+            const int c = accept_one(l, 15);
+            const std::string reply = "served by " + std::to_string(::getpid());
+            write_all(c, reply.data(), reply.size());
+            ::close(c);
+            std::_Exit(0);
+        }
+    }
+    ::close(l);  // the workers hold it
+    const pid_t peer = kernel_peer("clients", "2");
+    for (pid_t w : workers) {
+        int status = 0;
+        CHECK(::waitpid(w, &status, 0) == w && WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker");
+    }
+    expect_peer_ok(peer, "both connections served");
+}
+
+// A daemonizing server: the parent exits, the child keeps the listener.
+void daemonize() {
+    const int l = listen_on("0.0.0.0", g_port);
+    const pid_t child = ::fork();
+    CHECK(child >= 0, "fork");
+    if (child > 0) {
+        std::printf("PASS %s (parent)\n", g_scenario.c_str());
+        std::fflush(stdout);
+        std::_Exit(0);  // the test waits for the port, then connects
+    }
+    ::setsid();
+    alarm(20);
+    const int c = accept_one(l, 15);
+    write_all(c, "served by the daemon", 20);
+    ::close(c);
+    ::close(l);
+    std::_Exit(0);
+}
+
+// A program killed by SIGKILL: the host ends its connection with a FIN.
+void sigkill() {
+    const pid_t peer = kernel_peer("expect-fin");
+    const pid_t child = ::fork();
+    CHECK(child >= 0, "fork");
+    if (child == 0) {
+        const int fd = connect_to(g_kernel, g_port);
+        write_all(fd, "x", 1);
+        ::pause();
+        std::_Exit(0);
+    }
+    ::usleep(500000);
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    expect_peer_ok(peer, "the peer saw a FIN after SIGKILL");
+}
+
+// exec keeps the listener: the new image accepts on it.
+void exec_keeps() {
+    const int l = listen_on("0.0.0.0", g_port);
+    const std::string fd = std::to_string(l);
+    const pid_t peer = kernel_peer("client");
+    ::execl(g_self.c_str(), g_self.c_str(), "exec-child", g_kernel.c_str(), g_stack.c_str(),
+            std::to_string(g_port).c_str(), fd.c_str(), static_cast<char*>(nullptr));
+    fail("exec");
+    (void)peer;
+}
+
+void exec_child(int l) {
+    CHECK(get_int(l, SOL_SOCKET, SO_ACCEPTCONN) == 1, "inherited listener");
+    const int c = accept_one(l, 10);
+    CHECK(read_exact(c, 4) == "ping", "ping");
+    write_all(c, "pong", 4);
+    ::close(c);
+    // The peer is our parent's child: it is not ours to wait for; give it
+    // time to check.
+    ::usleep(200000);
+}
+
+// AF_INET6 dual-stack listener: IPv4 peers with v4-mapped addresses;
+// native IPv6 refused with ENETUNREACH.
+void dual_stack() {
+    const int l = listen_on("", g_port, AF_INET6);
+    sockaddr_in6 me{};
+    socklen_t len = sizeof me;
+    CHECK(::getsockname(l, reinterpret_cast<sockaddr*>(&me), &len) == 0 && me.sin6_family == AF_INET6 &&
+              ntohs(me.sin6_port) == g_port,
+          "getsockname [::]");
+    const pid_t peer = kernel_peer("client");
+    sockaddr_in6 from{};
+    len = sizeof from;
+    pollfd p{l, POLLIN, 0};
+    CHECK(::poll(&p, 1, 10000) == 1, "listener readable");
+    const int c = ::accept(l, reinterpret_cast<sockaddr*>(&from), &len);
+    CHECK(c >= 0, "accept");
+    char ip[64];
+    ::inet_ntop(AF_INET6, &from.sin6_addr, ip, sizeof ip);
+    CHECK(from.sin6_family == AF_INET6 && std::string(ip) == "::ffff:" + g_kernel, std::string("peer ") + ip);
+    CHECK(get_int(c, SOL_SOCKET, SO_DOMAIN) == AF_INET6, "SO_DOMAIN AF_INET6");
+    set_timeouts(c, 10);
+    CHECK(read_exact(c, 4) == "ping", "ping");
+    write_all(c, "pong", 4);
+    ::close(c);
+    expect_peer_ok(peer, "client got pong");
+    const int v6 = ::socket(AF_INET6, SOCK_STREAM, 0);
+    sockaddr_in6 dst{};
+    dst.sin6_family = AF_INET6;
+    dst.sin6_port = htons(80);
+    ::inet_pton(AF_INET6, "2001:db8::1", &dst.sin6_addr);
+    CHECK(::connect(v6, reinterpret_cast<sockaddr*>(&dst), sizeof dst) < 0 && errno == ENETUNREACH,
+          "native IPv6 connect: ENETUNREACH");
+    ::close(v6);
+    ::close(l);
+}
+
+// The program exits without closing its connection (the test runs the
+// kernel peer): everything written arrives, then a FIN — in inproc mode
+// the exiting program's host thread ends the connection.
+void exit_without_close() {
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+        fd = tcp_socket();
+        sockaddr_in a = address(g_kernel, g_port);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            CHECK(errno == ECONNREFUSED, "connect");
+            ::close(fd);
+            fd = -1;
+            ::usleep(50000);
+        }
+    }
+    CHECK(fd >= 0, "the kernel peer never listened");
+    const std::string data = pattern(300000, 9);
+    write_all(fd, data.data(), data.size());
+    std::printf("PASS %s\n", g_scenario.c_str());
+    std::fflush(stdout);
+    std::exit(0);  // no close(): the exit does it
+}
+
+struct Scenario {
+    const char* name;
+    void (*run)();
+};
+
+const Scenario scenarios[] = {
+    {"client-echo", client_echo},       {"server-accept", server_accept}, {"nonblock-refused", nonblock_refused},
+    {"nonblock-connect", nonblock_connect}, {"peer-reset", peer_reset}, {"shutdown-epipe", shutdown_epipe},
+    {"options", options},               {"epoll-mixed", epoll_mixed},     {"linger-zero", linger_zero},
+    {"close-unread", close_unread},     {"fork-accept", fork_accept},     {"daemonize", daemonize},
+    {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
+    {"exit-without-close", exit_without_close},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 5) {
+        std::fprintf(stderr, "usage: %s SCENARIO KERNEL_ADDR STACK_ADDR PORT [ARG]\n", argv[0]);
+        return 2;
+    }
+    char self[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    g_self = std::string(self, n > 0 ? static_cast<size_t>(n) : 0);
+    g_scenario = argv[1];
+    g_kernel = argv[2];
+    g_stack = argv[3];
+    g_port = static_cast<uint16_t>(std::atoi(argv[4]));
+    const std::string arg = argc > 5 ? argv[5] : "";
+    if (g_scenario.rfind("peer:", 0) == 0) {
+        run_peer(g_scenario.substr(5), arg);
+    }
+    alarm(40);
+    if (g_scenario == "exec-child") {
+        exec_child(std::atoi(arg.c_str()));
+        std::printf("PASS exec-keeps\n");
+        return 0;
+    }
+    for (const Scenario& s : scenarios) {
+        if (g_scenario == s.name) {
+            s.run();
+            std::printf("PASS %s\n", s.name);
+            std::fflush(stdout);
+            return 0;
+        }
+    }
+    std::fprintf(stderr, "unknown scenario %s\n", g_scenario.c_str());
+    return 2;
+}
