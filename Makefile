@@ -27,7 +27,9 @@ LDFLAGS  := $(SANFLAGS)
 # missing; every target that needs them depends on it.
 DEB_PACKAGES := g++ make libgtest-dev libcli11-dev iproute2
 # Kernel-side peers of the interop tests (tests/interop).
-DEB_PACKAGES += socat iputils-ping tshark netcat-openbsd
+DEB_PACKAGES += socat iputils-ping tshark netcat-openbsd ethtool
+# Real programs of the shim tests (tests/shim/real_programs_test.cpp) and make demo.
+DEB_PACKAGES += python3 curl redis-server redis-tools nginx wrk iperf3
 
 CORE_SRCS := $(shell find stack netdev -name '*.cpp' | sort)
 TEST_SRCS := $(shell find tests/unit tests/pair tests/support -name '*.cpp' 2>/dev/null | sort)
@@ -116,8 +118,11 @@ test: all
 	$(INTEROP_BIN) --gtest_brief=1
 	$(SHIM_TEST_BIN) --gtest_brief=1
 
+# An unmodified python3 -m http.server on ustack in a private namespace:
+# restart with and without SO_REUSEADDR over TIME_WAIT, churn with
+# tcp_tw_reuse off and on (tools/demo.sh; needs root).
 demo: all
-	@echo "make demo: not yet — the shim and launcher (issue 'Host, shim and launcher') do not exist yet."
+	@bash tools/demo.sh $(BUILD)
 
 BENCH_SRCS := $(wildcard bench/*.cpp)
 BENCH_BINS := $(BENCH_SRCS:bench/%.cpp=$(BUILD)/bin/bench_%)
@@ -126,11 +131,27 @@ $(BUILD)/bin/bench_%: $(BUILD)/obj/bench/%.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $< $(CORE_LIB) -pthread
 
-bench: all $(BENCH_BINS)
-	@for b in $(BENCH_BINS); do echo "== $$b"; $$b || exit 1; done
+# Workload programs of bench/run.py: plain socket API, run natively and
+# under ustack-run unchanged (no ustack code linked in).
+BENCH_PROG_SRCS := $(wildcard bench/programs/*.cpp)
+BENCH_PROG_BINS := $(BENCH_PROG_SRCS:bench/programs/%.cpp=$(BUILD)/bin/bench_%)
+
+$(BENCH_PROG_BINS): $(BUILD)/bin/bench_%: $(BUILD)/obj/bench/programs/%.o
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $< -pthread
+
+# What only the benchmarks need (the chart).
+BENCH_DEB_PACKAGES := gnuplot-nox
+
+# bench/run.py: kernel vs ustack (TAP, AF_PACKET) in private namespaces,
+# writes bench/RESULTS.md and bench/ratios.png. BENCH_QUICK=1: short runs.
+bench: all $(BENCH_BINS) $(BENCH_PROG_BINS)
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_DEB_PACKAGES)"
+	python3 bench/run.py --bin $(BUILD)/bin
 
 clean:
 	rm -rf build build-sanitize
 
 -include $(CORE_OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(INTEROP_OBJS:.o=.d) \
-	$(SHIM_OBJS:.o=.d) $(SHIM_TEST_OBJS:.o=.d) $(SHIM_PROG_SRCS:%.cpp=$(BUILD)/obj/%.d) $(BUILD)/obj/tools/*.d
+	$(SHIM_OBJS:.o=.d) $(SHIM_TEST_OBJS:.o=.d) $(SHIM_PROG_SRCS:%.cpp=$(BUILD)/obj/%.d) $(BUILD)/obj/tools/*.d \
+	$(BENCH_PROG_SRCS:%.cpp=$(BUILD)/obj/%.d)
