@@ -1,0 +1,779 @@
+#!/usr/bin/env python3
+"""ustack against the Linux kernel, side by side, in one run.
+
+    python3 bench/run.py --bin build/bin        (make bench runs this)
+    BENCH_QUICK=1 python3 bench/run.py ...       (short runs, one repetition)
+
+Every workload runs, in the same run and against the same kernel peer,
+three ways:
+
+  kernel   the workload program natively in namespace "app", over a veth
+           pair to the peer namespace (the kernel stack at both ends);
+  TAP      the same program under ustack-run in the peer namespace, the
+           stack on a TAP whose kernel side is the peer's;
+  PACKET   the same program under ustack-run in namespace "pkt", the stack
+           on a veth end through AF_PACKET, the other end the peer's.
+
+    +--------- peer netns (kernel peer: bench_peer, restart driver) ---------+
+    | vk 10.81.1.1/24        ut (TAP) 10.81.2.1/24       pk 10.81.3.1/24       |
+    +----|------------------------|-------------------------|----------------+
+    app netns: va 10.81.1.2   ustack 10.81.2.2 (tap:ut)   pkt netns: ps, ustack
+    (kernel client)           program in peer netns       10.81.3.2 (packet:ps)
+
+Every namespace is created by this script with a unique name and deleted at
+the end (also on failure or Ctrl-C); nothing touches the machine's own
+network. Each workload gets a fresh topology per repetition, so TIME_WAIT
+left by one run cannot change the next. Results: a table on stdout,
+bench/RESULTS.md and bench/ratios.png (gnuplot). Needs root.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+QUICK = os.environ.get("BENCH_QUICK", "0") not in ("", "0")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+PEER_NATIVE, APP_NATIVE = "10.81.1.1", "10.81.1.2"
+PEER_TAP, STACK_TAP = "10.81.2.1", "10.81.2.2"
+PEER_PKT, STACK_PKT = "10.81.3.1", "10.81.3.2"
+CHURN_RANGE = (41000, 41999)  # 1 000 ports
+
+# Sizes and durations: full run (make bench) and BENCH_QUICK=1.
+P = dict(
+    reps=3, rr_s=3.0, crr_s=3.0, bulk_bytes=1 << 30, bulk_limit_s=6.0, churn_s=10.0, churn_slow_s=5.0,
+    # 10 000 idle connections is the goal; under ustack today every event
+    # walks every open socket, so opening n connections costs O(n²): 1 000
+    # take ~5 s, 10 000 would take several minutes per run. Measured once
+    # (memory per connection does not need repetitions).
+    # restart: one run of 100 restarts is its own distribution (median of
+    # 100); the 10 000-entry fill is what makes it slow to repeat.
+    restart_fill=10000, restarts=100, restart_reps=1, idle_conns=1000, scale_reps=1,
+) if not QUICK else dict(
+    reps=1, rr_s=1.0, crr_s=1.0, bulk_bytes=64 << 20, bulk_limit_s=3.0, churn_s=3.0, churn_slow_s=3.0,
+    restart_fill=1000, restarts=10, restart_reps=1, idle_conns=1000, scale_reps=1,
+)
+
+CONFIGS = ("kernel", "tap", "packet")
+CONFIG_TITLE = {"kernel": "kernel (veth)", "tap": "ustack TAP", "packet": "ustack AF_PACKET"}
+
+
+class BenchError(Exception):
+    """One measurement failed; the message goes into the table cell."""
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def sh(argv, timeout=30, check=True, **kwargs):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and r.returncode != 0:
+        raise BenchError(f"{' '.join(argv[:6])}: exit {r.returncode}: {last_line(r.stderr or r.stdout)}")
+    return r
+
+
+def last_line(text):
+    lines = [l for l in (text or "").strip().splitlines() if l.strip()]
+    return lines[-1][:160] if lines else "(no output)"
+
+
+def parse_result(text):
+    for line in (text or "").splitlines():
+        if line.startswith("RESULT "):
+            out = {}
+            for item in line.split()[1:]:
+                k, _, v = item.partition("=")
+                out[k] = float(v)
+            return out
+    return None
+
+
+class Topology:
+    """Three namespaces (peer, app, pkt), the links between them, and the
+    kernel peer server. Use as a context manager: teardown always runs."""
+
+    serial = 0
+
+    def __init__(self, bins):
+        Topology.serial += 1
+        base = f"ub{os.getpid() % 100000}x{Topology.serial}"
+        self.peer, self.app, self.pkt = base + "p", base + "a", base + "k"
+        self.bins = bins
+        self.peer_proc = None
+
+    def __enter__(self):
+        try:
+            self._build()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+    def ns(self, name, argv):
+        return ["ip", "netns", "exec", name] + argv
+
+    def _build(self):
+        for n in (self.peer, self.app, self.pkt):
+            sh(["ip", "netns", "add", n])
+            sh(["ip", "-n", n, "link", "set", "lo", "up"])
+        p, a, k = self.peer, self.app, self.pkt
+        sh(["ip", "-n", p, "link", "add", "vk", "type", "veth", "peer", "name", "va", "netns", a])
+        sh(["ip", "-n", p, "addr", "add", PEER_NATIVE + "/24", "dev", "vk"])
+        sh(["ip", "-n", p, "link", "set", "vk", "up"])
+        sh(["ip", "-n", a, "addr", "add", APP_NATIVE + "/24", "dev", "va"])
+        sh(["ip", "-n", a, "link", "set", "va", "up"])
+        sh(["ip", "-n", p, "tuntap", "add", "dev", "ut", "mode", "tap"])
+        sh(["ip", "-n", p, "addr", "add", PEER_TAP + "/24", "dev", "ut"])
+        sh(["ip", "-n", p, "link", "set", "ut", "up"])
+        sh(["ip", "-n", p, "link", "add", "pk", "type", "veth", "peer", "name", "ps", "netns", k])
+        sh(["ip", "-n", p, "addr", "add", PEER_PKT + "/24", "dev", "pk"])
+        sh(["ip", "-n", p, "link", "set", "pk", "up"])
+        # The AF_PACKET end has no kernel address; keep IPv6 chatter off it.
+        sh(self.ns(k, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]))
+        sh(["ip", "-n", k, "link", "set", "ps", "up"])
+        self.peer_proc = subprocess.Popen(self.ns(p, [self.bins.prog("peer")]), stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True)
+        if self.peer_proc.stdout.readline().strip() != "READY":
+            raise BenchError("bench_peer did not start: " + last_line(self.peer_proc.stderr.read()))
+
+    def teardown(self):
+        # Only processes inside our own namespaces, by pid.
+        for n in (self.pkt, self.app, self.peer):
+            r = subprocess.run(["ip", "netns", "pids", n], capture_output=True, text=True)
+            for pid in r.stdout.split():
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+        if self.peer_proc is not None:
+            self.peer_proc.wait()
+        for n in (self.pkt, self.app, self.peer):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+
+    # How a client program runs in each configuration, and whom it talks to.
+    def peer_addr(self, config):
+        return {"kernel": PEER_NATIVE, "tap": PEER_TAP, "packet": PEER_PKT}[config]
+
+    def stack_addr(self, config):
+        return {"kernel": APP_NATIVE, "tap": STACK_TAP, "packet": STACK_PKT}[config]
+
+    def device(self, config):
+        return {"tap": "tap:ut", "packet": "packet:ps"}[config]
+
+    def program_ns(self, config):
+        return {"kernel": self.app, "tap": self.peer, "packet": self.pkt}[config]
+
+    def under_ustack(self, config, argv, mode="inproc", flags=()):
+        if config == "kernel":
+            return argv
+        return [self.bins.tool("ustack-run"), "--dev", self.device(config), "--addr",
+                self.stack_addr(config) + "/24", "--mode", mode, *flags, "--"] + argv
+
+    def client(self, config, argv, mode="inproc", flags=()):
+        return self.ns(self.program_ns(config), self.under_ustack(config, argv, mode, flags))
+
+    def kernel_sysctl(self, *settings):
+        sh(self.ns(self.app, ["sysctl", "-qw", *settings]))
+
+    def ustackctl(self, config, *args, check=True):
+        return sh(self.ns(self.program_ns(config), [self.bins.tool("ustackctl"), "--dev", self.device(config),
+                                                    *args]), check=check)
+
+
+class Bins:
+    def __init__(self, bin_dir):
+        self.dir = os.path.abspath(bin_dir)
+
+    def prog(self, name):
+        return os.path.join(self.dir, "bench_" + name)
+
+    def tool(self, name):
+        return os.path.join(self.dir, name)
+
+
+def run_client(topo, config, argv, timeout, mode="inproc", flags=()):
+    cmd = topo.client(config, argv, mode, flags)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"timed out after {timeout:.0f} s")
+    res = parse_result(r.stdout)
+    if r.returncode != 0 or res is None:
+        raise BenchError(f"exit {r.returncode}: {last_line(r.stderr + r.stdout)}")
+    return res
+
+
+# --- workloads: each returns {metric: value} for one configuration --------
+
+def w_rr(topo, config):
+    r = run_client(topo, config, [topo.bins.prog("rr"), "--addr", topo.peer_addr(config), "--seconds",
+                                  str(P["rr_s"])], P["rr_s"] + 30)
+    return {"rr_rate": r["rtt_per_s"], "rr_p50": r["p50_us"], "rr_p99": r["p99_us"]}
+
+
+def w_crr(topo, config):
+    r = run_client(topo, config, [topo.bins.prog("crr"), "--addr", topo.peer_addr(config), "--seconds",
+                                  str(P["crr_s"])], P["crr_s"] + 30)
+    if r["errors"] > 0:
+        raise BenchError(f"{r['errors']:.0f} failed connections ({r['count']:.0f} good)")
+    return {"crr_rate": r["conn_per_s"]}
+
+
+def bulk(direction, streams):
+    def run(topo, config):
+        r = run_client(topo, config, [topo.bins.prog("bulk"), "--addr", topo.peer_addr(config), "--direction",
+                                      direction, "--bytes", str(P["bulk_bytes"]), "--streams", str(streams),
+                                      "--time-limit", str(P["bulk_limit_s"])], P["bulk_limit_s"] + 60)
+        out = {f"bulk{streams}_{direction}": r["gbit_per_s"]}
+        if r["capped"]:
+            out["_note"] = f"time limit: {r['bytes'] / 2**20:.0f} MiB in {r['seconds']:.1f} s"
+        return out
+    return run
+
+
+def churn_flags(reuse, delay_ms=None):
+    lo, hi = CHURN_RANGE
+    flags = ["--port-range", f"{lo}-{hi}", "--tw-reuse", str(reuse)]
+    return flags + (["--tw-reuse-delay", str(delay_ms)] if delay_ms is not None else [])
+
+
+def churn_kernel_setup(topo, reuse, delay_ms=None):
+    lo, hi = CHURN_RANGE
+    settings = [f"net.ipv4.ip_local_port_range={lo} {hi}", f"net.ipv4.tcp_tw_reuse={reuse}"]
+    if delay_ms is not None:
+        settings.append(f"net.ipv4.tcp_tw_reuse_delay={delay_ms}")  # Linux 6.12+
+    topo.kernel_sysctl(*settings)
+
+
+def churn_reuse(delay_ms, seconds_key, prefix):
+    """tcp_tw_reuse=1. With Linux's default reuse delay (1 s) a port comes
+    back 1 s after it entered TIME_WAIT, so 1 000 ports cap any stack at
+    1 000 connections/s and a faster client meets EADDRNOTAVAIL while it
+    waits; with a 1 ms delay the stack's own speed is the limit."""
+    def run(topo, config):
+        if config == "kernel":
+            churn_kernel_setup(topo, 1, delay_ms)
+        r = run_client(topo, config, [topo.bins.prog("churn"), "--addr", topo.peer_addr(config), "--seconds",
+                                      str(P[seconds_key])], P[seconds_key] + 60, flags=churn_flags(1, delay_ms))
+        return {prefix + "_rate": r["conn_per_s"], prefix + "_fail": r["eaddrnotavail"]}
+    return run
+
+
+def w_churn_noreuse(topo, config):
+    if config == "kernel":
+        churn_kernel_setup(topo, 0)
+    r = run_client(topo, config, [topo.bins.prog("churn"), "--addr", topo.peer_addr(config), "--seconds", "30",
+                                  "--stop-at-eaddrnotavail", "1"], 90, flags=churn_flags(0))
+    if r["first_eaddrnotavail_at"] < 0:
+        raise BenchError(f"no EADDRNOTAVAIL within 30 s ({r['conns']:.0f} connections)")
+    return {"churn0_count": r["first_eaddrnotavail_at"]}
+
+
+def w_restart(topo, config):
+    # The server is the program under test; ustack runs it in daemon mode,
+    # the host that keeps the TIME_WAIT entries across the restarts.
+    server = topo.under_ustack(config, [topo.bins.prog("restart"), "server", "--port", "6000"], mode="daemon")
+    netns = "-" if config == "tap" else "/run/netns/" + topo.program_ns(config)
+    cmd = topo.ns(topo.peer, [topo.bins.prog("restart"), "driver", "--addr", topo.stack_addr(config), "--port",
+                              "6000", "--fill", str(P["restart_fill"]), "--restarts", str(P["restarts"]),
+                              "--server-netns", netns, "--"] + server)
+    try:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+        except subprocess.TimeoutExpired:
+            raise BenchError("timed out after 240 s")
+        res = parse_result(r.stdout)
+        if r.returncode != 0 or res is None:
+            raise BenchError(f"exit {r.returncode}: {last_line(r.stderr + r.stdout)}")
+        held = time_wait_held(topo, config)
+    finally:
+        if config != "kernel":
+            topo.ustackctl(config, "down", check=False)
+    want = P["restart_fill"] + P["restarts"]
+    out = {"restart_p50": res["p50_ms"], "restart_max": res["max_ms"]}
+    note = f"TIME_WAIT held at the end: {held} (want {want}); run {res['seconds']:.0f} s"
+    if held < want:
+        out["_note"] = note + " — FEWER THAN WANTED"
+    else:
+        out["_note"] = note
+    return out
+
+
+def time_wait_held(topo, config):
+    if config == "kernel":
+        r = sh(topo.ns(topo.app, ["ss", "-Htan", "state", "time-wait", "sport", "=", ":6000"]))
+        return len([l for l in r.stdout.splitlines() if l.strip()])
+    r = topo.ustackctl(config, "status", check=False)
+    m = re.search(r"^time_wait (\d+)", r.stdout, re.M)
+    if not m:
+        raise BenchError("ustackctl status shows no time_wait count: " + last_line(r.stderr + r.stdout))
+    return int(m.group(1))
+
+
+class MemoryCgroup:
+    """A child memory cgroup (v1) of ours: usage_in_bytes counts the pages
+    and the kernel objects (sockets, files: SLAB_ACCOUNT) of what runs in it.
+    None when the machine has no usable memory cgroup."""
+
+    @staticmethod
+    def create():
+        try:
+            with open("/proc/self/cgroup") as f:
+                rel = next(l.split(":", 2)[2].strip() for l in f if l.split(":")[1] == "memory")
+            base = "/sys/fs/cgroup/memory" + rel
+            path = os.path.join(base, f"ustack-bench-{os.getpid()}")
+            os.makedirs(path, exist_ok=True)
+            return MemoryCgroup(path)
+        except (OSError, StopIteration, IndexError):
+            return None
+
+    def __init__(self, path):
+        self.path = path
+
+    def enter_fn(self):
+        procs = os.path.join(self.path, "cgroup.procs")
+
+        def enter():
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
+        return enter
+
+    def usage(self):
+        with open(os.path.join(self.path, "memory.usage_in_bytes")) as f:
+            return int(f.read())
+
+    def remove(self):
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def w_scale(topo, config, cgroup):
+    if cgroup is None:
+        raise BenchError("no memory cgroup (v1) to measure in")
+    n = P["idle_conns"]
+    # Daemon mode: in-process, the host would hold the far end of every
+    # socket's socketpair in the same process, two fds per connection, and
+    # RLIMIT_NOFILE may not be raisable (a container's hard limit: 20 000).
+    cmd = topo.client(config, [topo.bins.prog("idle"), "--addr", topo.peer_addr(config), "--count", str(n)],
+                      mode="daemon")
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=cgroup.enter_fn())
+    try:
+        def expect(word):
+            line = proc.stdout.readline()
+            if not line.startswith(word):
+                proc.kill()
+                raise BenchError(f"expected {word}, got {line.strip()!r}: {last_line(proc.stderr.read())}")
+        expect("BASELINE")
+        time.sleep(0.3)
+        before = cgroup.usage()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        expect("HOLDING")
+        time.sleep(0.5)
+        after = cgroup.usage()
+        proc.stdin.write("done\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if config != "kernel":
+            topo.ustackctl(config, "down", check=False)
+    res = parse_result(out)
+    if proc.returncode != 0 or res is None:
+        raise BenchError(f"exit {proc.returncode}: {last_line(err)}")
+    return {"scale_mem": (after - before) / n}
+
+
+# metric key → (workload label, metric label, better, target, target check on the ratio)
+ROWS = [
+    ("rr_rate", "rr", "round trips/s", "higher", "≥ 0.8", lambda q: q >= 0.8),
+    ("rr_p50", "rr", "p50 latency µs", "lower", "", None),
+    ("rr_p99", "rr", "p99 latency µs", "lower", "", None),
+    ("crr_rate", "crr", "connections/s", "higher", "≥ 0.8", lambda q: q >= 0.8),
+    ("bulk1_up", "bulk 1 stream", "Gbit/s up", "higher", "≥ 0.5", lambda q: q >= 0.5),
+    ("bulk1_down", "bulk 1 stream", "Gbit/s down", "higher", "≥ 0.5", lambda q: q >= 0.5),
+    ("bulk8_up", "bulk 8 streams", "Gbit/s up", "higher", "", None),
+    ("bulk8_down", "bulk 8 streams", "Gbit/s down", "higher", "", None),
+    ("churn1_rate", "churn tw_reuse=1 (delay 1 s)", "connections/s", "higher", "≥ 0.99 (both capped at 1 000/s)",
+     lambda q: q >= 0.99),
+    ("churn1_fail", "churn tw_reuse=1 (delay 1 s)", "EADDRNOTAVAIL", "count", "", None),
+    ("churnf_rate", "churn tw_reuse=1 (delay 1 ms)", "connections/s", "higher", "≥ 1.0", lambda q: q >= 1.0),
+    ("churnf_fail", "churn tw_reuse=1 (delay 1 ms)", "EADDRNOTAVAIL", "zero", "0", None),
+    ("churn0_count", "churn tw_reuse=0", "conns before EADDRNOTAVAIL", "equal", "= kernel", lambda q: q == 1.0),
+    ("restart_p50", "restart", "exec→accept p50 ms", "lower", "≤ 2.0", lambda q: q <= 2.0),
+    ("restart_max", "restart", "exec→accept max ms", "lower", "", None),
+    ("scale_mem", "scale: idle connections", "bytes/connection", "lower", "", None),
+]
+
+# name (for --only) → (function, the metrics it yields)
+WORKLOADS = [
+    ("rr", w_rr, ("rr_rate", "rr_p50", "rr_p99")), ("crr", w_crr, ("crr_rate",)),
+    ("bulk1_up", bulk("up", 1), ("bulk1_up",)), ("bulk1_down", bulk("down", 1), ("bulk1_down",)),
+    ("bulk8_up", bulk("up", 8), ("bulk8_up",)), ("bulk8_down", bulk("down", 8), ("bulk8_down",)),
+    ("churn_reuse", churn_reuse(None, "churn_slow_s", "churn1"), ("churn1_rate", "churn1_fail")),
+    ("churn_fast", churn_reuse(1, "churn_s", "churnf"), ("churnf_rate", "churnf_fail")),
+    ("churn_noreuse", w_churn_noreuse, ("churn0_count",)),
+    ("restart", w_restart, ("restart_p50", "restart_max")), ("scale", None, ("scale_mem",)),
+]
+
+
+def probe_ustack(bins, config):
+    """Whether TCP works under ustack-run on this device kind: a short rr.
+    Returns None, or the reason it does not."""
+    for tool in ("ustack-run", "ustackd", "ustackctl"):
+        if not os.access(bins.tool(tool), os.X_OK):
+            return f"{bins.tool(tool)} not built"
+    try:
+        with Topology(bins) as topo:
+            run_client(topo, config, [bins.prog("rr"), "--addr", topo.peer_addr(config), "--seconds", "0.3"], 20)
+            return None
+    except BenchError as e:
+        return f"TCP under ustack-run fails: {e}"
+
+
+def profile(bins, workload, config, out_path):
+    """perf record (cpu-clock, call graphs) of one ustack workload over one
+    device, whole process (the in-process host thread included), and the
+    top functions by self time into PROFILE.md. Returns a problem or None."""
+    if shutil.which("perf") is None:
+        return "perf not installed (linux-perf)"
+    argv_of = {
+        "bulk1_up": lambda t, c: [bins.prog("bulk"), "--addr", t.peer_addr(c), "--direction", "up", "--bytes",
+                                  str(P["bulk_bytes"]), "--time-limit", str(P["bulk_limit_s"])],
+        "bulk1_down": lambda t, c: [bins.prog("bulk"), "--addr", t.peer_addr(c), "--direction", "down", "--bytes",
+                                    str(P["bulk_bytes"]), "--time-limit", str(P["bulk_limit_s"])],
+        "rr": lambda t, c: [bins.prog("rr"), "--addr", t.peer_addr(c), "--seconds", str(P["rr_s"])],
+        "crr": lambda t, c: [bins.prog("crr"), "--addr", t.peer_addr(c), "--seconds", str(P["crr_s"])],
+    }
+    if workload not in argv_of:
+        return f"cannot profile '{workload}' (one of {', '.join(argv_of)})"
+    data = f"/tmp/ustack-bench-{os.getpid()}.perf"
+    try:
+        with Topology(bins) as topo:
+            inner = topo.under_ustack(config, argv_of[workload](topo, config))
+            cmd = topo.ns(topo.program_ns(config), ["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g",
+                                                    "-o", data, "--"] + inner)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            if r.returncode != 0:
+                return f"perf record: exit {r.returncode}: {last_line(r.stderr)}"
+            result = parse_result(r.stdout)
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+                              "--percent-limit", "0.7", "--sort", "dso,symbol"],
+                             capture_output=True, text=True, timeout=300)
+        top = [re.sub(r"(\s+-)+\s*$", "", l) for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")]
+        by_dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
+                                 "--sort", "dso"], capture_output=True, text=True, timeout=300)
+        dsos = [l.rstrip() for l in by_dso.stdout.splitlines() if l.strip() and not l.startswith("#")][:8]
+    finally:
+        if os.path.exists(data):
+            os.unlink(data)
+    with open(out_path, "w") as f:
+        f.write(f"# CPU profile: {workload} under ustack ({CONFIG_TITLE[config]}, inproc)\n\n")
+        f.write("Written by bench/run.py --profile: `perf record -e cpu-clock -g` of the whole program (the "
+                "application thread and the in-process host thread, user and kernel), self time.\n")
+        f.write(f"Result of the profiled run: {result}\n\n")
+        f.write("## By binary\n\n```\n" + "\n".join(dsos) + "\n```\n\n")
+        f.write("## Top functions (≥ 0.7 % self time)\n\n```\n" + "\n".join(top[:45]) + "\n```\n")
+    return None
+
+
+def fmt(v):
+    if v is None:
+        return "–"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def summary(values):
+    if not values:
+        return None, None, None
+    return statistics.median(values), min(values), max(values)
+
+
+def cell(values, errors):
+    med, lo, hi = summary(values)
+    if med is None:
+        return "failed: " + (errors[0] if errors else "no result")
+    text = fmt(med)
+    if len(values) > 1:
+        text += f" ({fmt(lo)}–{fmt(hi)})"
+    if errors:
+        text += f" [{len(errors)} failed]"
+    return text
+
+
+def ratio(key, kernel_med, ustack_med):
+    if kernel_med is None or ustack_med is None or kernel_med == 0:
+        return None
+    return ustack_med / kernel_med
+
+
+def tw_scale(bins):
+    """The existing 1 M TIME_WAIT bench (stack only) and the kernel's
+    TIME_WAIT object size (tw_sock_TCP in /proc/slabinfo)."""
+    out = {}
+    try:
+        r = sh([os.path.join(bins.dir, "bench_time_wait_scale")], timeout=600)
+        out["text"] = r.stdout.strip()
+        for line in r.stdout.splitlines():
+            cols = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cols) >= 4 and cols[0].isdigit():
+                out[int(cols[0])] = dict(bind_ns=float(cols[1]), connect_ns=float(cols[2]), bytes=float(cols[3]))
+    except (BenchError, subprocess.TimeoutExpired, OSError) as e:
+        out["error"] = str(e)
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                if line.startswith("tw_sock_TCP "):
+                    out["kernel_tw_bytes"] = int(line.split()[3])
+    except OSError:
+        pass
+    return out
+
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            mem = f"{int(f.readline().split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return dict(cpu=cpu, cores=os.cpu_count(), mem=mem, kernel=platform.release(),
+                load=" ".join(f"{x:.2f}" for x in os.getloadavg()),
+                commit=commit + (" (with uncommitted changes)" if dirty else ""))
+
+
+def chart(rows, path):
+    """Bars of ustack/kernel per metric (inverted for lower-is-better, so
+    up is always better), TAP and AF_PACKET side by side, log scale."""
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        return "gnuplot not installed (apt-get install gnuplot-nox): no chart"
+    data = path + ".dat"
+    with open(data, "w") as f:
+        for label, qt, qp in rows:
+            f.write('"{}" {} {}\n'.format(label.replace('"', "'"), qt if qt else "NaN", qp if qp else "NaN"))
+    script = f"""
+set terminal pngcairo size 1200,650 font "sans,9" noenhanced
+set bmargin 12
+set rmargin 16
+set output "{path}"
+set title "ustack relative to the kernel, same run (1 = parity, higher is better; latency and memory inverted)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set logscale y
+set yrange [0.01:10]
+set grid ytics
+set xtics rotate by -35 scale 0
+set key top right
+set arrow from graph 0, first 1 to graph 1, first 1 nohead lc rgb "black" dt 2
+plot "{data}" using 2:xtic(1) title "TAP" lc rgb "#4477aa", "" using 3 title "AF_PACKET" lc rgb "#ee6677"
+"""
+    r = subprocess.run([gnuplot], input=script, capture_output=True, text=True)
+    os.unlink(data)
+    if r.returncode != 0:
+        return "gnuplot failed: " + last_line(r.stderr)
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin"), help="the build's bin directory")
+    ap.add_argument("--out", default=HERE, help="where RESULTS.md and ratios.png go")
+    ap.add_argument("--only", default="", help="comma-separated workload names (for iteration)")
+    ap.add_argument("--profile", default="", metavar="WORKLOAD[:tap|packet]",
+                    help="only profile WORKLOAD under ustack with perf into PROFILE.md (e.g. bulk1_up:tap)")
+    args = ap.parse_args()
+    bins = Bins(args.bin)
+
+    if os.geteuid() != 0:
+        sys.exit("bench/run.py: needs root (private network namespaces, TAP, AF_PACKET)")
+    for prog in ("peer", "rr", "crr", "bulk", "churn", "idle", "restart"):
+        if not os.access(bins.prog(prog), os.X_OK):
+            sys.exit(f"bench/run.py: {bins.prog(prog)} not built (make bench builds it)")
+    if args.profile:
+        workload, _, config = args.profile.partition(":")
+        problem = profile(bins, workload, config or "tap", os.path.join(args.out, "PROFILE.md"))
+        if problem:
+            sys.exit("bench/run.py --profile: " + problem)
+        log(f"wrote {os.path.join(args.out, 'PROFILE.md')}")
+        return
+
+    started = time.time()
+    info = machine()
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    only = set(filter(None, args.only.split(",")))
+
+    unavailable = {}
+    for config in ("tap", "packet"):
+        reason = probe_ustack(bins, config)
+        if reason:
+            unavailable[config] = reason
+            log(f"ustack {config}: not available ({reason})")
+    configs = [c for c in CONFIGS if c not in unavailable]
+
+    values = {}  # (metric, config) → [values]
+    errors = {}  # (metric, config) → [messages]
+    notes = []
+    cgroup = MemoryCgroup.create()
+    try:
+        for rep in range(P["reps"]):
+            for name, fn, metrics_of in WORKLOADS:
+                if only and name not in only:
+                    continue
+                if (name == "scale" and rep >= P["scale_reps"]) or (name == "restart" and rep >= P["restart_reps"]):
+                    continue
+                with Topology(bins) as topo:
+                    for config in configs:
+                        t0 = time.time()
+                        try:
+                            out = w_scale(topo, config, cgroup) if name == "scale" else fn(topo, config)
+                            note = out.pop("_note", None)
+                            if note:
+                                notes.append(f"{name} {CONFIG_TITLE[config]} rep {rep + 1}: {note}")
+                            for k, v in out.items():
+                                values.setdefault((k, config), []).append(v)
+                            log(f"rep {rep + 1} {name:13} {config:7} {time.time() - t0:5.1f} s  " +
+                                " ".join(f"{k}={fmt(v)}" for k, v in out.items()))
+                        except BenchError as e:
+                            for k in metrics_of:
+                                errors.setdefault((k, config), []).append(str(e))
+                            log(f"rep {rep + 1} {name:13} {config:7} FAILED: {e}")
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+
+    tw = tw_scale(bins) if not only or "tw" in only else {}
+    elapsed = time.time() - started
+
+    # The table.
+    header = ["workload", "metric", "kernel (veth)", "ustack TAP", "ratio", "ustack AF_PACKET", "ratio", "target"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    chart_rows = []
+    for key, wl, metric, better, target, check in ROWS:
+        if not any((key, c) in values or (key, c) in errors for c in CONFIGS):
+            continue
+        kmed = summary(values.get((key, "kernel"), []))[0]
+        row = [wl, metric, cell(values.get((key, "kernel"), []), errors.get((key, "kernel"), []))]
+        ratios = []
+        for config in ("tap", "packet"):
+            if config in unavailable:
+                row += ["ustack: not available", "–"]
+                ratios.append(None)
+                continue
+            umed = summary(values.get((key, config), []))[0]
+            q = ratio(key, kmed, umed)
+            mark = ""
+            if better == "zero":
+                mark = "" if umed is None else (" ✓" if umed == 0 else " ✗")
+            elif q is not None and check is not None:
+                mark = " ✓" if check(q) else " ✗"
+            row += [cell(values.get((key, config), []), errors.get((key, config), [])),
+                    (fmt(q) + mark) if q is not None else ("–" + mark)]
+            ratios.append(q)
+        row.append(target)
+        lines.append("| " + " | ".join(row) + " |")
+        if better in ("higher", "lower"):
+            inv = [None if q in (None, 0) else (q if better == "higher" else 1 / q) for q in ratios]
+            chart_rows.append((f"{wl}: {metric}", inv[0], inv[1]))
+    if tw:
+        big = tw.get(1000000, {})
+        lines.append("| TIME_WAIT 1 M | bytes/entry | {} | {} | {} | (stack only: bench_time_wait_scale) | – | ≤ 64 bytes |"
+                     .format(f"{tw['kernel_tw_bytes']} (tw_sock_TCP slab object)" if "kernel_tw_bytes" in tw else "?",
+                             fmt(big.get("bytes")) if big else "failed: " + tw.get("error", "?"),
+                             fmt(big["bytes"] / tw["kernel_tw_bytes"]) if big and "kernel_tw_bytes" in tw else "–"))
+        if big:
+            lines.append(f"| TIME_WAIT 1 M | bind / connect ns per op | – | {fmt(big['bind_ns'])} / "
+                         f"{fmt(big['connect_ns'])} | – | (stack only) | – | O(1): same as at 1 k "
+                         f"({fmt(tw.get(1000, {}).get('bind_ns'))} / {fmt(tw.get(1000, {}).get('connect_ns'))}) |")
+    table = "\n".join(lines)
+    print(table)
+
+    png = os.path.join(args.out, "ratios.png")
+    chart_problem = chart(chart_rows, png) if chart_rows and len(unavailable) < 2 else "no ustack figures"
+
+    md = [
+        "# ustack vs the Linux kernel — benchmark results",
+        "",
+        f"Written by `make bench` (bench/run.py{', BENCH_QUICK=1' if QUICK else ''}) on {date}, "
+        f"in {elapsed / 60:.1f} min.",
+        "",
+        f"- machine: {info['cpu']}, {info['cores']} cores, {info['mem']}, Linux {info['kernel']}; "
+        f"load average at start {info['load']} (the machine is shared: figures move with its load)",
+        f"- ustack commit: {info['commit']}",
+        f"- {P['reps']} repetition(s) per figure (restart: {P['restart_reps']} run of {P['restarts']} restarts, "
+        f"median and max over the restarts; scale: {P['scale_reps']} run): median (min–max). Ratio = ustack / kernel of the medians; "
+        "✓/✗ against the target of issue 7.",
+        "- kernel: the program natively in its own namespace over veth; ustack: the same binary under "
+        "`ustack-run --mode inproc` (restart and scale: `--mode daemon`; restart needs the host that keeps "
+        "TIME_WAIT across restarts) "
+        "over a TAP, and over a veth end through AF_PACKET; the peer is one kernel process (bench_peer) for all.",
+        f"- rr/crr {P['rr_s']:g} s each; bulk {P['bulk_bytes'] / 2**20:.0f} MiB per direction (time limit "
+        f"{P['bulk_limit_s']:g} s: a capped run counts what arrived); churn from ports "
+        f"{CHURN_RANGE[0]}–{CHURN_RANGE[1]}, each connection closed by us at once: {P['churn_slow_s']:g} s with "
+        "Linux's default tcp_tw_reuse_delay (1 s: a port returns 1 s after entering TIME_WAIT, so 1 000 ports cap "
+        f"both stacks at 1 000 connections/s and EADDRNOTAVAIL is what a faster client meets meanwhile), "
+        f"{P['churn_s']:g} s with tcp_tw_reuse_delay=1 ms (the stack's own speed); restart: {P['restart_fill']} TIME_WAIT entries then "
+        f"{P['restarts']} restarts; scale: {P['idle_conns']} idle connections ({P['scale_reps']} run; not 10 000: "
+        "under ustack each new connection costs time linear in the connections already open, see ANALYSIS.md), "
+        "memory = growth of a memory cgroup holding the program and its ustackd (daemon mode: in-process, the "
+        "host's end of every socketpair would double the fds), kernel socket objects included.",
+    ]
+    for config, reason in unavailable.items():
+        md.append(f"- ustack {CONFIG_TITLE[config].split()[-1]}: not available ({reason})")
+    md += ["", table, ""]
+    if chart_problem is None:
+        md += ["![ratios](ratios.png)", ""]
+    else:
+        md += [f"(chart: {chart_problem})", ""]
+    if notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    if tw.get("text"):
+        md += ["## TIME_WAIT scale (bench_time_wait_scale)", "", tw["text"], ""]
+    profile_md = os.path.join(args.out, "PROFILE.md")
+    if os.path.exists(os.path.join(HERE, "ANALYSIS.md")):
+        md += ["Where the time goes and what would close the gaps: ANALYSIS.md.", ""]
+    if os.path.exists(profile_md):
+        md += ["CPU profile of the hottest ustack workload: PROFILE.md (`bench/run.py --profile`).", ""]
+    with open(os.path.join(args.out, "RESULTS.md"), "w") as f:
+        f.write("\n".join(md))
+    log(f"wrote {os.path.join(args.out, 'RESULTS.md')}" + ("" if chart_problem else f" and {png}") +
+        f" in {elapsed / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
