@@ -716,9 +716,7 @@ Reply Host::create_socket(ControlConnection& connection, const Request& request,
 Reply Host::create_tcp_socket(ControlConnection& connection, const Request& request, int& fd_out) {
     const Instant now = monotonic_now();
     tcp::TcpEngine& engine = tcp_->engine();
-    // TODO(ports): may_bind_privileged for TCP (the engine's open() takes
-    // only the uid).
-    const tcp::SocketId id = engine.open(connection.uid);
+    const tcp::SocketId id = engine.open(connection.uid, connection.may_bind_privileged);
     auto give_up = [&](int error) {
         engine.abort(id, now);
         return error_reply(error);

@@ -48,6 +48,7 @@ struct Connection {
 
     SocketId id;
     uint32_t uid = 0;
+    bool may_bind_privileged = true;  // CAP_NET_BIND_SERVICE
     TcpState state = TcpState::Closed;
     ConnectPhase phase = ConnectPhase::Unconnected;
     // Closed by the application (SOCK_DEAD): the engine finishes the close

@@ -5,6 +5,7 @@
 #include <cerrno>
 
 #include "stack/tcp/tcp_engine.h"
+#include "stack/ports/bind_checks.h"
 
 namespace ustack::tcp {
 
@@ -27,8 +28,9 @@ ports::OwnerFlags owner_of(const Connection& c) {
 
 }  // namespace
 
-SocketId TcpEngine::open(uint32_t uid) {
+SocketId TcpEngine::open(uint32_t uid, bool may_bind_privileged) {
     Conn& c = allocate(uid);
+    c.may_bind_privileged = may_bind_privileged;
     return c.id;
 }
 
@@ -37,9 +39,13 @@ Result<void> TcpEngine::bind(SocketId id, Endpoint local) {
     if (c == nullptr) {
         return fail(EBADF);
     }
-    // inet_bind order: the address, then "already bound", then the port.
+    // __inet_bind order: the address, the privileged port, then "already
+    // bound", then the port manager's conflicts.
     if (!local.addr.is_unspecified() && !is_local(local.addr)) {
         return fail(EADDRNOTAVAIL);
+    }
+    if (local.port != 0 && local.port < ports::unprivileged_port_start && !c->may_bind_privileged) {
+        return fail(EACCES);
     }
     // inet_num, not the address: after a bind without a port
     // (IP_BIND_ADDRESS_NO_PORT) the socket may bind again, as on Linux.

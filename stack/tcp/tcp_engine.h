@@ -101,9 +101,11 @@ public:
     std::optional<Instant> poll_at() const;
 
     // ---- sockets
-    SocketId open(uint32_t uid = 0);
-    // Errors: EBADF, EADDRNOTAVAIL (not a local address), EINVAL (already
-    // bound or not CLOSED), EADDRINUSE.
+    // `may_bind_privileged`: CAP_NET_BIND_SERVICE (ports below 1024).
+    SocketId open(uint32_t uid = 0, bool may_bind_privileged = true);
+    // Errors in Linux's order (SEMANTICS.md): EBADF, EADDRNOTAVAIL (not a
+    // local address), EACCES (port < 1024 without privilege), EINVAL
+    // (already bound or not CLOSED), EADDRINUSE.
     Result<void> bind(SocketId id, Endpoint local);
     // Errors: EBADF, EINVAL (connected), EADDRINUSE. An unbound socket gets
     // an ephemeral port. backlog is clamped to [0, somaxconn].

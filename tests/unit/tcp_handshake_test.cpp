@@ -270,6 +270,25 @@ TEST(TcpBind, ErrorsFollowInetBind) {
     EXPECT_EQ(in_use.error().value, EADDRINUSE);
 }
 
+// A port below 1024 needs CAP_NET_BIND_SERVICE: EACCES, after the address
+// check and before "already bound" (SEMANTICS.md, __inet_bind).
+TEST(TcpBind, PrivilegedPortNeedsPrivilege) {
+    Harness h;
+    const SocketId user = h.engine.open(1000, false);
+    auto foreign = h.engine.bind(user, Endpoint{wire::Ipv4Address(192, 168, 1, 1), 80});
+    ASSERT_FALSE(foreign);
+    EXPECT_EQ(foreign.error().value, EADDRNOTAVAIL);
+    auto privileged = h.engine.bind(user, Endpoint{local_ip, 1023});
+    ASSERT_FALSE(privileged);
+    EXPECT_EQ(privileged.error().value, EACCES);
+    ASSERT_TRUE(h.engine.bind(user, Endpoint{local_ip, 1024}));
+    auto bound_then_privileged = h.engine.bind(user, Endpoint{local_ip, 80});
+    ASSERT_FALSE(bound_then_privileged);
+    EXPECT_EQ(bound_then_privileged.error().value, EACCES);
+    const SocketId root = h.engine.open(0, true);
+    EXPECT_TRUE(h.engine.bind(root, Endpoint{local_ip, 80}));
+}
+
 // SO_REUSEPORT listeners on one address form a group; connections are
 // spread over the members by a hash of the 4-tuple.
 TEST(TcpListen, ReusePortGroupSpreadsConnections) {
