@@ -30,7 +30,8 @@ void run(size_t entries) {
     tunables.tcp_tw_reuse = 1;
     SeededRandom random(entries);
     ports::PortManager ports(tunables, random);
-    tcp::TimeWaitTable table(tunables, ports, random);
+    tcp::SequenceSecrets secrets(random);
+    tcp::TimeWaitTable table(tunables, ports, secrets, random);
     const Instant start = Instant::from_secs(10);
 
     // Fill: connections to many peers, each closed actively into TIME_WAIT.

@@ -79,7 +79,6 @@ TimeWaitState TcpEngine::time_wait_state_of(const Conn& c) {
     state.rcv_nxt = c.rcv_nxt;
     state.rcv_wnd = receive_window(c);
     state.rcv_wscale = c.rcv_wscale;
-    state.ts_offset = c.ts_offset;
     if (c.ts_ok) {
         state.ts_recent = c.ts_recent;
         state.ts_recent_stamp = c.ts_recent_stamp;

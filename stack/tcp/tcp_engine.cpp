@@ -54,7 +54,7 @@ TcpEngine::TcpEngine(TcpConfig config, TcpOutput& output, Random& random, ports:
       secrets_(random),
       reuseport_seed_(random.next_u64()),
       connections_(64, ConnKeyHash{random.next_u64()}),
-      time_wait_(tunables_, ports_, random) {}
+      time_wait_(tunables_, ports_, secrets_, random) {}
 
 TcpEngine::~TcpEngine() = default;
 

@@ -34,8 +34,9 @@ bool in_window(uint32_t seq, uint32_t end_seq, uint32_t s_win, uint32_t e_win) {
 
 }  // namespace
 
-TimeWaitTable::TimeWaitTable(const Tunables& tunables, ports::PortManager& ports, Random& random)
-    : tunables_(tunables), ports_(ports), hash_seed_(random.next_u64()), index_(1024, 0) {}
+TimeWaitTable::TimeWaitTable(const Tunables& tunables, ports::PortManager& ports, const SequenceSecrets& secrets,
+                             Random& random)
+    : tunables_(tunables), ports_(ports), secrets_(secrets), hash_seed_(random.next_u64()), index_(1024, 0) {}
 
 FourTuple TimeWaitTable::tuple_of(const Record& r) {
     return FourTuple{wire::Ipv4Address(r.local_addr), wire::Ipv4Address(r.remote_addr), r.local_port, r.remote_port};
@@ -140,7 +141,7 @@ void TimeWaitTable::list_unlink(uint32_t record) {
 void TimeWaitTable::list_insert_sorted(uint32_t record) {
     Record& r = rec(record);
     uint32_t after = tail_;
-    while (after != none && rec(after).deadline_us > r.deadline_us) {
+    while (after != none && rec(after).deadline_us() > r.deadline_us()) {
         after = rec(after).prev;
     }
     r.prev = after;
@@ -151,7 +152,7 @@ void TimeWaitTable::list_insert_sorted(uint32_t record) {
 
 void TimeWaitTable::reschedule(uint32_t record, Instant now, Duration duration) {
     list_unlink(record);
-    rec(record).deadline_us = (now + duration).micros();
+    rec(record).set_deadline(now + duration);
     list_insert_sorted(record);
 }
 
@@ -177,7 +178,6 @@ bool TimeWaitTable::insert(Instant now, const TimeWaitState& state, TimeWaitSubs
     r.remote_port = state.tuple.remote_port;
     r.snd_nxt = state.snd_nxt.raw();
     r.rcv_nxt = state.rcv_nxt.raw();
-    r.ts_offset = state.ts_offset;
     r.rcv_wscale = state.rcv_wscale;
     r.rcv_wnd_field = static_cast<uint16_t>(std::min<uint32_t>(state.rcv_wnd >> state.rcv_wscale, 0xffff));
     r.prev = r.next = none;
@@ -205,7 +205,7 @@ bool TimeWaitTable::insert(Instant now, const TimeWaitState& state, TimeWaitSubs
     }
     const Duration duration =
         substate == TimeWaitSubstate::FinWait2 ? tunables_.tcp_fin_timeout : tunables_.time_wait;
-    r.deadline_us = (now + duration).micros();
+    r.set_deadline(now + duration);
     index_insert(id);
     ++live_;
     list_insert_sorted(id);
@@ -267,7 +267,7 @@ size_t TimeWaitTable::kill_if(FunctionRef<bool(const FourTuple&)> match) {
 std::optional<TimeWaitTable::Handle> TimeWaitTable::find(const FourTuple& tuple) const { return index_find(tuple); }
 
 void TimeWaitTable::poll(Instant now) {
-    while (head_ != none && rec(head_).deadline_us <= now.micros()) {
+    while (head_ != none && rec(head_).deadline_us() <= now.micros()) {
         ++counters_.expired;
         remove(head_);
     }
@@ -277,7 +277,7 @@ std::optional<Instant> TimeWaitTable::poll_at() const {
     if (head_ == none) {
         return std::nullopt;
     }
-    return Instant::from_micros(rec(head_).deadline_us);
+    return Instant::from_micros(rec(head_).deadline_us());
 }
 
 size_t TimeWaitTable::memory_bytes() const {
@@ -436,7 +436,8 @@ wire::TcpRepr TimeWaitTable::ack_for(Handle entry, Instant now) const {
     ack.window = r.rcv_wnd_field;
     if (r.has(Record::has_ts_bit)) {
         // TSval on the millisecond clock plus the connection's offset.
-        ack.options.timestamp = wire::TcpTimestamp{to_ms(now) + r.ts_offset, r.ts_recent};
+        const uint32_t ts_offset = secrets_.ts_offset(wire::Ipv4Address(r.local_addr), wire::Ipv4Address(r.remote_addr));
+        ack.options.timestamp = wire::TcpTimestamp{to_ms(now) + ts_offset, r.ts_recent};
     }
     return ack;
 }

@@ -4,8 +4,11 @@
 // tcp_timewait_state_process() and tcp_twsk_unique() need and holds its
 // port in the PortManager with the flags of the socket it came from.
 //
-// Cost: a 56-byte record in a slab, a 4-byte slot in an open-addressing
-// index (load <= 1/2), an intrusive deadline list: ~64 bytes an entry.
+// Cost: a 52-byte record in a slab, a 4-byte slot in an open-addressing
+// index (load <= 1/2), an intrusive deadline list: ~60 bytes an entry
+// (bench_time_wait_scale measures it). The timestamp offset is not stored:
+// like Linux's secure_tcp_ts_off() it is a keyed hash of the address pair,
+// recomputed from SequenceSecrets when an ACK is sent.
 // Lookup by 4-tuple, insert, expiry and reuse are O(1).
 #include <cstdint>
 #include <memory>
@@ -19,6 +22,7 @@
 #include "stack/core/time.h"
 #include "stack/core/tunables.h"
 #include "stack/ports/port_manager.h"
+#include "stack/tcp/isn.h"
 #include "stack/wire/ipv4_address.h"
 #include "stack/wire/seq.h"
 #include "stack/wire/tcp.h"
@@ -42,7 +46,6 @@ struct TimeWaitState {
     wire::SeqNumber rcv_nxt;
     uint32_t rcv_wnd = 0;      // bytes, unscaled
     uint8_t rcv_wscale = 0;
-    uint32_t ts_offset = 0;    // our per-connection timestamp offset
     // Timestamps seen on the connection: the peer's last TSval and when.
     std::optional<uint32_t> ts_recent;
     Instant ts_recent_stamp;
@@ -80,7 +83,10 @@ class TimeWaitTable {
 public:
     using Handle = uint32_t;
 
-    TimeWaitTable(const Tunables& tunables, ports::PortManager& ports, Random& random);
+    // `secrets` gives each entry's timestamp offset (the same keyed hash the
+    // connection used), so the record need not carry it.
+    TimeWaitTable(const Tunables& tunables, ports::PortManager& ports, const SequenceSecrets& secrets,
+                  Random& random);
 
     // tcp_time_wait(): takes over `reservation` (moved to TIME_WAIT state
     // in the port manager). Returns false when tcp_max_tw_buckets is
@@ -137,17 +143,20 @@ public:
     void for_each(F&& f) const {
         for (uint32_t i = head_; i != none; i = rec(i).next) {
             const Record& r = rec(i);
-            f(View{tuple_of(r), r.substate(), Instant::from_micros(r.deadline_us)});
+            f(View{tuple_of(r), r.substate(), Instant::from_micros(r.deadline_us())});
         }
     }
 
 private:
     static constexpr uint32_t none = UINT32_MAX;
 
-    // 56 bytes. Times are microseconds (deadline) or milliseconds modulo
-    // 2^32 (stamps; compared by signed difference, like jiffies).
+    // 52 bytes, 4-byte aligned (the 64-bit deadline is split so that it
+    // does not pad the record to 56). Times are microseconds (deadline) or
+    // milliseconds modulo 2^32 (stamps; compared by signed difference, like
+    // jiffies).
     struct Record {
-        int64_t deadline_us;
+        uint32_t deadline_lo;
+        uint32_t deadline_hi;
         uint32_t local_addr;
         uint32_t remote_addr;
         uint16_t local_port;
@@ -155,7 +164,6 @@ private:
         uint32_t snd_nxt;
         uint32_t rcv_nxt;
         uint32_t ts_recent;
-        uint32_t ts_offset;
         uint32_t ts_recent_stamp_ms;
         uint32_t last_oow_ack_ms;
         uint32_t prev;  // deadline list; `next` doubles as the free-list link
@@ -172,12 +180,20 @@ private:
         static constexpr uint8_t from_bind_bit = 0x20;
         static constexpr uint8_t wildcard_bind_bit = 0x40;  // reservation held on 0.0.0.0
 
+        int64_t deadline_us() const {
+            return static_cast<int64_t>((static_cast<uint64_t>(deadline_hi) << 32) | deadline_lo);
+        }
+        void set_deadline(Instant t) {
+            const auto us = static_cast<uint64_t>(t.micros());
+            deadline_lo = static_cast<uint32_t>(us);
+            deadline_hi = static_cast<uint32_t>(us >> 32);
+        }
         bool has(uint8_t bit) const { return (bits & bit) != 0; }
         TimeWaitSubstate substate() const {
             return has(fin_wait2_bit) ? TimeWaitSubstate::FinWait2 : TimeWaitSubstate::TimeWait;
         }
     };
-    static_assert(sizeof(Record) == 56, "TIME_WAIT record must stay compact");
+    static_assert(sizeof(Record) == 52, "TIME_WAIT record must stay compact");
 
     // Records live in fixed chunks, not one growing vector: no doubling
     // slack, and a record's address never changes.
@@ -203,6 +219,7 @@ private:
 
     const Tunables& tunables_;
     ports::PortManager& ports_;
+    const SequenceSecrets& secrets_;
     uint64_t hash_seed_;
     std::vector<std::unique_ptr<Record[]>> chunks_;
     uint32_t allocated_ = 0;  // records ever handed out (high-water mark)

@@ -19,7 +19,8 @@ struct TwFixture {
     Tunables tunables;
     SeededRandom random{3};
     ports::PortManager ports{tunables, random};
-    TimeWaitTable table{tunables, ports, random};
+    SequenceSecrets secrets{random};
+    TimeWaitTable table{tunables, ports, secrets, random};
     Instant t0 = Instant::from_secs(100);
 
     FourTuple tuple(uint16_t lport = 40000, uint16_t rport = 80) const { return {local, remote, lport, rport}; }
@@ -39,7 +40,6 @@ struct TwFixture {
         s.snd_nxt = wire::SeqNumber(1000);
         s.rcv_nxt = wire::SeqNumber(5000);
         s.rcv_wnd = 65535;
-        s.ts_offset = 12345;
         if (timestamps) {
             s.ts_recent = 700;
             s.ts_recent_stamp = now;
@@ -109,7 +109,10 @@ TEST(TimeWait, RetransmittedFinIsAckedAndRestartsTheTimer) {
     EXPECT_EQ(ack.flags, flags::ACK);
     ASSERT_TRUE(ack.options.timestamp);
     EXPECT_EQ(ack.options.timestamp->echo, 700u);
-    EXPECT_EQ(ack.options.timestamp->value, static_cast<uint32_t>(later.millis()) + 12345);
+    // TSval: the millisecond clock plus the offset the connection had, the
+    // keyed hash of the address pair (not stored in the record).
+    EXPECT_EQ(ack.options.timestamp->value,
+              static_cast<uint32_t>(later.millis()) + f.secrets.ts_offset(local, remote));
 }
 
 TEST(TimeWait, InWindowRstKillsTheEntryWithRfc1337Off) {
@@ -299,7 +302,8 @@ TEST(TimeWait, IndexStaysConsistentUnderRandomInsertAndRemove) {
     tunables.tcp_max_tw_buckets = 1u << 30;
     SeededRandom random(9);
     ports::PortManager ports(tunables, random);
-    TimeWaitTable table(tunables, ports, random);
+    SequenceSecrets secrets(random);
+    TimeWaitTable table(tunables, ports, secrets, random);
     std::map<uint32_t, bool> model;  // key = (lport << 16 | rport)
     Instant now = Instant::from_secs(1);
     for (int i = 0; i < 50000; ++i) {
@@ -334,7 +338,8 @@ TEST(TimeWait, AMillionEntriesAtUnderSixtyFourBytesEach) {
     tunables.tcp_max_tw_buckets = 2000000;
     SeededRandom random(5);
     ports::PortManager ports(tunables, random);
-    TimeWaitTable table(tunables, ports, random);
+    SequenceSecrets secrets(random);
+    TimeWaitTable table(tunables, ports, secrets, random);
     const Instant now = Instant::from_secs(1);
     for (uint32_t i = 0; i < 1000000; ++i) {
         ports::Reservation res;
