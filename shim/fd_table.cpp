@@ -44,6 +44,7 @@ void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
     e->type = static_cast<uint8_t>(type);
     e->connected = static_cast<int8_t>(connected);
     e->listening = -1;
+    e->connect_completion_owed = 0;
     e->replay_count = 0;
     for (LocalOption& o : e->local_options) {
         o = LocalOption{};
@@ -77,6 +78,7 @@ void FdTable::copy(int from, int to) {
     dst->type = src->type;
     dst->connected = src->connected;
     dst->listening = src->listening;
+    dst->connect_completion_owed = src->connect_completion_owed;
     dst->replay_count = 0;
     for (int i = 0; i < FdEntry::max_local_options; ++i) {
         dst->local_options[i] = src->local_options[i];

@@ -38,6 +38,13 @@ struct FdEntry {
     uint8_t type = 0;        // SOCK_DGRAM / SOCK_STREAM
     int8_t connected = -1;   // UDP: -1 unknown (ask the host), 0, 1
     int8_t listening = -1;   // TCP: -1 unknown (ask the host), 0, 1
+    // TCP: a blocking connect() returned 0 but the host has not been told
+    // that it did. The engine keeps inet_stream_connect's "0 once after
+    // EINPROGRESS" for non-blocking callers; a blocking connect consumes
+    // it. Telling the host costs a round trip per connect, so it is only
+    // done when the app calls connect() on the socket again (which must
+    // then be EISCONN).
+    uint8_t connect_completion_owed = 0;
     static constexpr int max_local_options = 6;
     LocalOption local_options[max_local_options];
     // Candidate TCP sockets: options set on the kernel socket that the

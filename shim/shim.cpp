@@ -792,10 +792,24 @@ int take_tcp_error(int fd) {
     return static_cast<int>(reply.value);
 }
 
+// Whether a read's end of stream may stand for an error the host keeps.
+// The host shuts down both directions of its end when a connection fails
+// (TcpHostSocket::fail_connection, fail_connect: the app end shows
+// POLLHUP), but only its writes on a peer's FIN (POLLRDHUP alone: the app
+// may still send, as in CLOSE_WAIT). A zero-timeout poll is local; asking
+// the host is a round trip through its thread.
+bool end_of_stream_may_hide_error(int fd) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) != 1) {
+        return true;
+    }
+    return (p.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
 // After a connect answered EINPROGRESS: a non-blocking socket says so; a
 // blocking one waits for the handshake (bounded by SO_SNDTIMEO, as
 // sk_sndtimeo bounds inet_stream_connect) and returns its result.
-int finish_tcp_connect(int fd, int64_t reply_value, const Address& remote) {
+int finish_tcp_connect(int fd, int64_t reply_value) {
     if (reply_value != EINPROGRESS) {
         return 0;
     }
@@ -817,19 +831,39 @@ int finish_tcp_connect(int fd, int64_t reply_value, const Address& remote) {
     if (n == 0) {
         return set_errno(EINPROGRESS);
     }
-    if (const int err = take_tcp_error(fd); err != 0) {
-        return set_errno(err);
+    // A failed handshake shows as POLLERR|POLLHUP on the app end (the host
+    // drops its end, see TcpHostSocket::fail_connect); only then is there
+    // an error to ask the host for. Plain POLLOUT is an established
+    // connection: no round trip.
+    if ((p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) {
+        if (const int err = take_tcp_error(fd); err != 0) {
+            return set_errno(err);
+        }
     }
     // A blocking connect leaves the socket connected (SS_CONNECTED): the
-    // next connect() is EISCONN. The engine keeps inet_stream_connect's
-    // "0 once after EINPROGRESS" for non-blocking callers; take it here.
+    // next connect() is EISCONN. The host learns it lazily (FdEntry::
+    // connect_completion_owed), should the app ever call connect() again.
+    if (FdEntry* e = fd_table().get(fd, false); e != nullptr) {
+        e->connect_completion_owed = 1;
+    }
+    return 0;
+}
+
+// Settles a blocking connect's completion with the host before another
+// connect() on the same socket (see FdEntry::connect_completion_owed).
+// The address is the new call's: a connecting socket's connect() does not
+// look at it (__inet_stream_connect, SS_CONNECTING).
+void settle_connect_completion(int fd, FdEntry& e, const Address& remote) {
+    if (e.connect_completion_owed == 0) {
+        return;
+    }
+    e.connect_completion_owed = 0;
     Request again;
     again.op = Op::Connect;
     again.addr = htonl(remote.addr);
     again.port = htons(remote.port);
     Reply reply;
     (void)call_host(again, fd, reply);
-    return 0;
 }
 
 ssize_t tcp_send(int fd, const iovec* iov, size_t iovcnt, int flags) {
@@ -871,7 +905,7 @@ ssize_t tcp_recv(int fd, const iovec* iov, size_t iovcnt, int flags, int* msg_fl
         }
         n = 0;
     }
-    if (n == 0 && wanted > 0) {
+    if (n == 0 && wanted > 0 && end_of_stream_may_hide_error(fd)) {
         // End of stream: a FIN, or a failure (reset, timeout, refused
         // connect) whose error the host keeps; Linux reports the error.
         if (const int err = take_tcp_error(fd); err != 0) {
@@ -1212,7 +1246,7 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
         if (swap_to_ustack(fd, *e, SocketAction::Connect, a, 0, &value) < 0) {
             return -1;
         }
-        return e->type == SOCK_STREAM ? finish_tcp_connect(fd, value, a) : 0;
+        return e->type == SOCK_STREAM ? finish_tcp_connect(fd, value) : 0;
     }
     if (kind != FdKind::Ustack) {
         return real.connect(fd, addr, len);
@@ -1220,6 +1254,9 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
     Address a;
     if (int err = parse_address(addr, len, a); err != 0) {
         return set_errno(err);
+    }
+    if (e->type == SOCK_STREAM) {
+        settle_connect_completion(fd, *e, a);
     }
     Request request;
     request.op = Op::Connect;
@@ -1243,7 +1280,7 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
         return -1;
     }
     e->connected = a.unspec ? 0 : 1;
-    return e->type == SOCK_STREAM ? finish_tcp_connect(fd, reply.value, a) : 0;
+    return e->type == SOCK_STREAM ? finish_tcp_connect(fd, reply.value) : 0;
 }
 
 int shim_listen(int fd, int backlog) {

@@ -360,6 +360,15 @@ void client_echo() {
     socklen_t len = sizeof peer_addr;
     CHECK(::getpeername(fd, reinterpret_cast<sockaddr*>(&peer_addr), &len) == 0, "getpeername");
     CHECK(peer_addr.sin_port == htons(g_port), "getpeername port");
+    // A blocking connect leaves the socket SS_CONNECTED: connect() again,
+    // on the fd or a dup of it, is EISCONN at once (not inet_stream_connect's
+    // "0 once", which is for non-blocking callers).
+    const int copy = ::dup(fd);
+    CHECK(::connect(copy, reinterpret_cast<sockaddr*>(&peer_addr), sizeof peer_addr) < 0 && errno == EISCONN,
+          "connect again on a dup: EISCONN");
+    ::close(copy);
+    CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&peer_addr), sizeof peer_addr) < 0 && errno == EISCONN,
+          "connect again: EISCONN");
     sockaddr_in local{};
     len = sizeof local;
     CHECK(::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0, "getsockname");
