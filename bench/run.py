@@ -33,6 +33,7 @@ import platform
 import re
 import shutil
 import statistics
+import select
 import subprocess
 import sys
 import time
@@ -48,13 +49,12 @@ CHURN_RANGE = (41000, 41999)  # 1 000 ports
 # Sizes and durations: full run (make bench) and BENCH_QUICK=1.
 P = dict(
     reps=3, rr_s=3.0, crr_s=3.0, bulk_bytes=1 << 30, bulk_limit_s=6.0, churn_s=10.0, churn_slow_s=5.0,
-    # 10 000 idle connections is the goal; under ustack today every event
-    # walks every open socket, so opening n connections costs O(n²): 1 000
-    # take ~5 s, 10 000 would take several minutes per run. Measured once
+    # scale: 10 000 idle connections (issue 7). The host visits only the
+    # sockets that changed, so opening n connections is O(n). Measured once
     # (memory per connection does not need repetitions).
     # restart: one run of 100 restarts is its own distribution (median of
     # 100); the 10 000-entry fill is what makes it slow to repeat.
-    restart_fill=10000, restarts=100, restart_reps=1, idle_conns=1000, scale_reps=1,
+    restart_fill=10000, restarts=100, restart_reps=1, idle_conns=10000, scale_reps=1,
 ) if not QUICK else dict(
     reps=1, rr_s=1.0, crr_s=1.0, bulk_bytes=64 << 20, bulk_limit_s=3.0, churn_s=3.0, churn_slow_s=3.0,
     restart_fill=1000, restarts=10, restart_reps=1, idle_conns=1000, scale_reps=1,
@@ -361,6 +361,17 @@ class MemoryCgroup:
                 time.sleep(0.1)
 
 
+def host_stats(topo, config):
+    """`ustackctl stats` of the config's host as {name: int}; {} on failure."""
+    r = topo.ustackctl(config, "stats", check=False)
+    stats = {}
+    for line in (r.stdout or "").splitlines():
+        name, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            stats[name] = int(value)
+    return stats
+
+
 def w_scale(topo, config, cgroup):
     if cgroup is None:
         raise BenchError("no memory cgroup (v1) to measure in")
@@ -368,24 +379,39 @@ def w_scale(topo, config, cgroup):
     # Daemon mode: in-process, the host would hold the far end of every
     # socket's socketpair in the same process, two fds per connection, and
     # RLIMIT_NOFILE may not be raisable (a container's hard limit: 20 000).
-    cmd = topo.client(config, [topo.bins.prog("idle"), "--addr", topo.peer_addr(config), "--count", str(n)],
-                      mode="daemon")
+    # RLIMIT_NOFILE: one fd per connection in the program, and one host end
+    # per connection in the ustackd its first connect starts (inheriting the
+    # program's limits). The harness raises both limits for this command
+    # only (prlimit; we are root), whatever the machine's default hard limit;
+    # bench_idle raises its soft limit to n + 256 within that.
+    fds = n + 1024
+    cmd = ["prlimit", f"--nofile={fds}:{fds}", "--"] + topo.client(
+        config, [topo.bins.prog("idle"), "--addr", topo.peer_addr(config), "--count", str(n)], mode="daemon")
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=cgroup.enter_fn())
     try:
-        def expect(word):
+        def expect(word, timeout):
+            # Never wait forever on a stuck program: a deadline on each line.
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            if not ready:
+                proc.kill()
+                raise BenchError(f"no {word} within {timeout:.0f} s")
             line = proc.stdout.readline()
             if not line.startswith(word):
                 proc.kill()
                 raise BenchError(f"expected {word}, got {line.strip()!r}: {last_line(proc.stderr.read())}")
-        expect("BASELINE")
+        expect("BASELINE", 30)
         time.sleep(0.3)
         before = cgroup.usage()
+        stats_before = host_stats(topo, config) if config != "kernel" else {}
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        expect("HOLDING")
+        t0 = time.time()
+        expect("HOLDING", 240)
+        open_s = time.time() - t0
         time.sleep(0.5)
         after = cgroup.usage()
+        stats_after = host_stats(topo, config) if config != "kernel" else {}
         proc.stdin.write("done\n")
         proc.stdin.flush()
         out, err = proc.communicate(timeout=60)
@@ -398,7 +424,15 @@ def w_scale(topo, config, cgroup):
     res = parse_result(out)
     if proc.returncode != 0 or res is None:
         raise BenchError(f"exit {proc.returncode}: {last_line(err)}")
-    return {"scale_mem": (after - before) / n}
+    out = {"scale_mem": (after - before) / n, "scale_open_s": open_s}
+    walks = stats_after.get("host_walks", 0) - stats_before.get("host_walks", 0)
+    visits = stats_after.get("host_socket_visits", 0) - stats_before.get("host_socket_visits", 0)
+    if walks > 0:
+        # Sockets the host looked at per pass while the n connections
+        # opened: O(1) when only changed sockets are visited (it was the
+        # number of open sockets, up to n, before the ready list).
+        out["scale_visits"] = visits / walks
+    return out
 
 
 # metric key → (workload label, metric label, better, target, target check on the ratio)
@@ -416,10 +450,12 @@ ROWS = [
     ("churn1_fail", "churn tw_reuse=1 (delay 1 s)", "EADDRNOTAVAIL", "count", "", None),
     ("churnf_rate", "churn tw_reuse=1 (delay 1 ms)", "connections/s", "higher", "≥ 1.0", lambda q: q >= 1.0),
     ("churnf_fail", "churn tw_reuse=1 (delay 1 ms)", "EADDRNOTAVAIL", "zero", "0", None),
-    ("churn0_count", "churn tw_reuse=0", "conns before EADDRNOTAVAIL", "equal", "= kernel", lambda q: q == 1.0),
+    ("churn0_count", "churn tw_reuse=0", "conns before EADDRNOTAVAIL", "equal", "= kernel (ratio of the minima)", lambda q: q == 1.0),
     ("restart_p50", "restart", "exec→accept p50 ms", "lower", "≤ 2.0", lambda q: q <= 2.0),
     ("restart_max", "restart", "exec→accept max ms", "lower", "", None),
     ("scale_mem", "scale: idle connections", "bytes/connection", "lower", "", None),
+    ("scale_open_s", "scale: idle connections", "seconds to open them all", "lower", "", None),
+    ("scale_visits", "scale: idle connections", "host: sockets visited per pass", "ustack only", "O(1)", None),
 ]
 
 # name (for --only) → (function, the metrics it yields)
@@ -430,7 +466,7 @@ WORKLOADS = [
     ("churn_reuse", churn_reuse(None, "churn_slow_s", "churn1"), ("churn1_rate", "churn1_fail")),
     ("churn_fast", churn_reuse(1, "churn_s", "churnf"), ("churnf_rate", "churnf_fail")),
     ("churn_noreuse", w_churn_noreuse, ("churn0_count",)),
-    ("restart", w_restart, ("restart_p50", "restart_max")), ("scale", None, ("scale_mem",)),
+    ("restart", w_restart, ("restart_p50", "restart_max")), ("scale", None, ("scale_mem", "scale_open_s", "scale_visits")),
 ]
 
 
@@ -619,6 +655,7 @@ def main():
                     help="only profile WORKLOAD under ustack with perf into PROFILE.md (e.g. bulk1_up:tap)")
     args = ap.parse_args()
     bins = Bins(args.bin)
+    os.makedirs(args.out, exist_ok=True)
 
     if os.geteuid() != 0:
         sys.exit("bench/run.py: needs root (private network namespaces, TAP, AF_PACKET)")
@@ -687,15 +724,21 @@ def main():
     for key, wl, metric, better, target, check in ROWS:
         if not any((key, c) in values or (key, c) in errors for c in CONFIGS):
             continue
-        kmed = summary(values.get((key, "kernel"), []))[0]
-        row = [wl, metric, cell(values.get((key, "kernel"), []), errors.get((key, "kernel"), []))]
+        # "equal" rows compare the minimum over repetitions: the first
+        # EADDRNOTAVAIL with tw_reuse=0 comes once every port of the range is
+        # in TIME_WAIT, and a repetition may see a few more connections when
+        # a TIME_WAIT entry ends early (the kernel itself gives 1 000-1 024).
+        pick = 1 if better == "equal" else 0
+        kmed = summary(values.get((key, "kernel"), []))[pick]
+        row = [wl, metric, "n/a" if better == "ustack only" else
+               cell(values.get((key, "kernel"), []), errors.get((key, "kernel"), []))]
         ratios = []
         for config in ("tap", "packet"):
             if config in unavailable:
                 row += ["ustack: not available", "–"]
                 ratios.append(None)
                 continue
-            umed = summary(values.get((key, config), []))[0]
+            umed = summary(values.get((key, config), []))[pick]
             q = ratio(key, kmed, umed)
             mark = ""
             if better == "zero":
@@ -748,8 +791,7 @@ def main():
         "Linux's default tcp_tw_reuse_delay (1 s: a port returns 1 s after entering TIME_WAIT, so 1 000 ports cap "
         f"both stacks at 1 000 connections/s and EADDRNOTAVAIL is what a faster client meets meanwhile), "
         f"{P['churn_s']:g} s with tcp_tw_reuse_delay=1 ms (the stack's own speed); restart: {P['restart_fill']} TIME_WAIT entries then "
-        f"{P['restarts']} restarts; scale: {P['idle_conns']} idle connections ({P['scale_reps']} run; not 10 000: "
-        "under ustack each new connection costs time linear in the connections already open, see ANALYSIS.md), "
+        f"{P['restarts']} restarts; scale: {P['idle_conns']} idle connections opened one after the other ({P['scale_reps']} run), "
         "memory = growth of a memory cgroup holding the program and its ustackd (daemon mode: in-process, the "
         "host's end of every socketpair would double the fds), kernel socket objects included.",
     ]

@@ -352,6 +352,7 @@ void Host::run() {
                         socket.on_app_hangup(now);
                     }
                 }
+                mark_changed(fd);
                 break;
             }
             default:
@@ -375,6 +376,7 @@ void Host::run() {
             for (auto& [fd, socket] : sockets_) {
                 socket->drain_app(now);
                 socket->on_process_exit(now);
+                mark_changed(fd);
             }
             after_activity(monotonic_now());
             const Instant until = monotonic_now() + drain_linger_;
@@ -409,46 +411,86 @@ void Host::run() {
     stopping_ = true;
 }
 
+void Host::walk_changed(Instant now) {
+    ++walk_counters_.walks;
+    tcp_->engine().take_ready(ready_scratch_);
+    for (const tcp::SocketId id : ready_scratch_) {
+        if (auto it = by_engine_id_.find(id); it != by_engine_id_.end()) {
+            changed_.insert(it->second);
+        }
+    }
+    // UDP sockets have no ready list (the UDP layer keeps none): each is
+    // one readable() check per walk.
+    changed_.insert(udp_fds_.begin(), udp_fds_.end());
+    walk_scratch_.assign(changed_.begin(), changed_.end());
+    changed_.clear();
+    walking_sockets_ = true;
+    for (const int fd : walk_scratch_) {
+        auto it = sockets_.find(fd);
+        if (it == sockets_.end()) {
+            continue;
+        }
+        ++walk_counters_.socket_visits;
+        it->second->on_stack_event(now);
+        visited_.insert(fd);
+        if (it->second->wants_another_pass()) {
+            changed_.insert(fd);
+        }
+    }
+    walking_sockets_ = false;
+    // Accepted connections: their data may already be waiting.
+    while (!new_sockets_.empty()) {
+        std::vector<std::unique_ptr<HostSocket>> added = std::move(new_sockets_);
+        new_sockets_.clear();
+        for (auto& socket : added) {
+            HostSocket& ref = *socket;
+            const int fd = ref.host_fd();
+            add_socket(std::move(socket));
+            ++walk_counters_.socket_visits;
+            ref.on_stack_event(now);
+            visited_.insert(fd);
+        }
+    }
+}
+
 void Host::after_activity(Instant now) {
-    const auto walk_sockets = [&] {
-        walking_sockets_ = true;
-        for (auto& [fd, socket] : sockets_) {
-            socket->on_stack_event(now);
-        }
-        walking_sockets_ = false;
-        // Accepted connections: their data may already be waiting.
-        while (!new_sockets_.empty()) {
-            std::vector<std::unique_ptr<HostSocket>> added = std::move(new_sockets_);
-            new_sockets_.clear();
-            for (auto& socket : added) {
-                HostSocket& ref = *socket;
-                add_socket(std::move(socket));
-                ref.on_stack_event(now);
-            }
-        }
-    };
+    // Only sockets that changed are looked at: the engine's ready list
+    // (data, FIN, room to send, state changes, errors, accept queue) and
+    // the sockets the loop or an RPC touched. An idle connection costs
+    // nothing per event, so opening n connections is O(n), not O(n²).
     stack_->poll(now);
-    walk_sockets();
+    walk_changed(now);
     // Sending to the app may have made room for more stack output (not
     // for UDP); a second poll sends what the socket calls queued. Frames
     // that poll takes (a fast peer's answer to what was just sent: the
-    // echo of a request/response) need the sockets walked again, else
+    // echo of a request/response) need their sockets walked again, else
     // their data waits in the engine until another frame or a timer wakes
     // the loop (bench rr: 400 ms round trips). Bounded; always ends on a
     // poll, so what the last walk queued is sent.
-    for (int round = 0; stack_->poll(now) > 0 && round < 16; ++round) {
-        walk_sockets();
+    for (int round = 0;; ++round) {
+        const bool more = stack_->poll(now) > 0 || tcp_->engine().has_ready() || !changed_.empty();
+        if (!more || round == 16) {
+            break;
+        }
+        walk_changed(now);
     }
     reap_finished();
-    for (auto& [fd, socket] : sockets_) {
-        sync_events(*socket);
+    for (const int fd : visited_) {
+        if (auto it = sockets_.find(fd); it != sockets_.end()) {
+            sync_events(*it->second);
+        }
     }
+    visited_.clear();
     arm_timer();
 }
 
 void Host::arm_timer() {
     itimerspec spec{};
-    if (const std::optional<Instant> at = stack_->poll_at()) {
+    std::optional<Instant> at = stack_->poll_at();
+    if (tcp_->engine().has_ready() || !changed_.empty()) {
+        at = monotonic_now();  // the walk rounds ran out: come back at once
+    }
+    if (at) {
         // Absolute CLOCK_MONOTONIC; never zero (that would disarm).
         const int64_t us = std::max<int64_t>(at->micros(), 1);
         spec.it_value.tv_sec = us / 1000000;
@@ -487,13 +529,21 @@ void Host::sync_events(HostSocket& socket) {
 }
 
 void Host::reap_finished() {
-    for (auto it = sockets_.begin(); it != sockets_.end();) {
-        if (!it->second->finished()) {
-            ++it;
+    // A socket finishes only in a hook the loop called, so only the ones
+    // visited can have finished.
+    for (const int fd : visited_) {
+        auto it = sockets_.find(fd);
+        if (it == sockets_.end() || !it->second->finished()) {
             continue;
         }
-        const int fd = it->first;
         half_closed_.erase(fd);
+        udp_fds_.erase(fd);
+        if (it->second->type() == SOCK_STREAM) {
+            const auto& tcp_socket = static_cast<const TcpHostSocket&>(*it->second);
+            if (auto e = by_engine_id_.find(tcp_socket.id()); e != by_engine_id_.end() && e->second == fd) {
+                by_engine_id_.erase(e);
+            }
+        }
         if (registered_events_.erase(fd) != 0) {
             ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
         }
@@ -502,7 +552,7 @@ void Host::reap_finished() {
             app_inode_of_.erase(ino);
         }
         log(LogLevel::Debug, "closed: " + it->second->describe());
-        it = sockets_.erase(it);  // closes the host end
+        sockets_.erase(it);  // closes the host end
     }
 }
 
@@ -525,6 +575,7 @@ void Host::check_half_closed(Instant now) {
         }
         it = half_closed_.erase(it);
         s->second->on_app_hangup(now);
+        mark_changed(fd);
     }
 }
 
@@ -535,8 +586,14 @@ void Host::add_socket(std::unique_ptr<HostSocket> socket) {
     }
     const int fd = socket->host_fd();
     HostSocket& ref = *socket;
+    if (ref.type() == SOCK_STREAM) {
+        by_engine_id_[static_cast<const TcpHostSocket&>(ref).id()] = fd;
+    } else {
+        udp_fds_.insert(fd);
+    }
     sockets_[fd] = std::move(socket);
     sync_events(ref);
+    mark_changed(fd);
 }
 
 // ------------------------------------------------------------ control
@@ -865,6 +922,7 @@ Reply Host::dispatch(ControlConnection& connection, const Request& request, int 
     if (socket == nullptr) {
         return error_reply(passed_fd < 0 ? EBADF : ENOTSOCK);
     }
+    mark_changed(socket->host_fd());  // the call may change what it shows the app
     socket->drain_app(now);
     if (socket->type() == SOCK_STREAM && (request.op == Op::Connect || request.op == Op::TcpInfo)) {
         return tcp_call(static_cast<TcpHostSocket&>(*socket), request, passed_fd, text);
@@ -991,7 +1049,9 @@ std::string Host::stats_text() const {
         << "device_tx_dropped " << d.tx_dropped << "\n"
         << "host_sockets " << sockets_.size() << "\n"
         << "host_control_connections " << connections_.size() << "\n"
-        << "host_rpc_calls " << rpc_calls_ << "\n";
+        << "host_rpc_calls " << rpc_calls_ << "\n"
+        << "host_walks " << walk_counters_.walks << "\n"
+        << "host_socket_visits " << walk_counters_.socket_visits << "\n";
     return out.str();
 }
 

@@ -67,6 +67,16 @@ public:
     const HostConfig& config() const { return config_; }
     size_t socket_count() const { return sockets_.size(); }
 
+    // How much work the loop does per event (`ustackctl stats`): a walk is
+    // one pass over the sockets that changed; a visit is one socket's
+    // on_stack_event() in it. Idle sockets are never visited, so visits
+    // per walk stay O(1) however many connections are open.
+    struct WalkCounters {
+        uint64_t walks = 0;
+        uint64_t socket_visits = 0;
+    };
+    const WalkCounters& walk_counters() const { return walk_counters_; }
+
 private:
     struct ControlConnection {
         int fd = -1;
@@ -96,6 +106,12 @@ private:
     void add_socket(std::unique_ptr<HostSocket> socket);
     void sync_events(HostSocket& socket);
     void after_activity(Instant now);
+    // One pass over the sockets that may have changed: those the engine
+    // lists (TcpEngine::take_ready), those with an fd event or an RPC
+    // since the last pass, and every UDP socket (cheap: a readable check).
+    void walk_changed(Instant now);
+    // The socket behind host end `fd` must be looked at in the next walk.
+    void mark_changed(int fd) { changed_.insert(fd); }
     void reap_finished();
     void arm_timer();
     bool idle() const;
@@ -126,6 +142,16 @@ private:
     // join it afterwards.
     bool walking_sockets_ = false;
     std::vector<std::unique_ptr<HostSocket>> new_sockets_;
+    // The O(changed) loop: host ends to visit in the next walk; host ends
+    // visited since the last after_activity() ended (their epoll mask is
+    // synced and the finished ones reaped then, the others untouched).
+    std::unordered_set<int> changed_;
+    std::unordered_set<int> visited_;
+    std::vector<int> walk_scratch_;
+    std::vector<tcp::SocketId> ready_scratch_;
+    std::unordered_map<tcp::SocketId, int> by_engine_id_;  // TCP engine socket → host end fd
+    std::unordered_set<int> udp_fds_;                      // UDP host ends (walked every time)
+    WalkCounters walk_counters_;
     // Host ends shut both ways while the app still holds its end
     // (hangup_ambiguous): unwatched, checked every interval for the close.
     std::unordered_set<int> half_closed_;

@@ -10,8 +10,14 @@
 //   number, then return; the loop is level-triggered.
 // - on_app_writable: the host end has room again (EPOLLOUT, only asked for
 //   while epoll_events() includes it).
-// - on_stack_event: after every Stack::poll() and every RPC: move what the
-//   stack has for the app (data, errors, state changes) into the host end.
+// - on_stack_event: move what the stack has for the app (data, errors,
+//   state changes) into the host end. Called when the socket may have
+//   changed, not for every socket on every event: when the TCP engine
+//   lists it (TcpEngine::take_ready: input, ICMP, timers), after an fd
+//   event or an RPC on it, when it is new, and for UDP sockets on every
+//   pass (the UDP layer keeps no ready list). Spurious calls are harmless;
+//   a missing one is a hang, so a socket that needs another call without
+//   any of those happening says so (wants_another_pass()).
 // - on_app_hangup: EPOLLHUP: the last copy of the app end was closed. This
 //   is close(2) of the socket.
 // - finished(): the loop may destroy the object (its fd is then closed).
@@ -79,6 +85,10 @@ public:
     // placeholder): no epoll events come any more, and the loop learns of
     // the app's last close only by checking that the app end is gone.
     virtual bool pair_released() const { return false; }
+    // true when on_stack_event() stopped with work left that no event will
+    // announce (a closed app's last bytes, read in bounded chunks from an
+    // end the loop no longer watches): the loop calls it again soon.
+    virtual bool wants_another_pass() const { return false; }
     // The program is exiting (inproc host): end the socket as its close
     // would (a TCP connection sends what it has, then its FIN).
     virtual void on_process_exit(Instant now) { (void)now; }

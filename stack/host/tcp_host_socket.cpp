@@ -126,8 +126,9 @@ void TcpHostSocket::pull_from_app(Instant now) {
     for (int i = 0; i < chunks_per_event; ++i) {
         const ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
         if (n < 0) {
-            if ((errno == EAGAIN || errno == EWOULDBLOCK) && exiting_) {
-                app_eof_ = true;  // the program is exiting: this is all it wrote
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) && (exiting_ || app_closed_)) {
+                // The program is exiting, or its end is gone: this is all it wrote.
+                app_eof_ = true;
             } else if (errno == ECONNRESET) {
                 // unix_release_sock: the app closed its end with data it
                 // never read. tcp_close() resets in that case.
@@ -249,7 +250,7 @@ void TcpHostSocket::accept_connections(Instant now) {
                 // with the app end we drop.
             }
             ::close(p.app_end);
-            pending_accepts_.pop_front();
+            pending_accepts_.erase(pending_accepts_.begin());
         }
         auto accepted = engine_.accept(id_);
         if (!accepted) {

@@ -38,7 +38,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <deque>
+#include <vector>
 #include <string>
 
 #include "stack/host/host_socket.h"
@@ -72,6 +72,12 @@ public:
     bool watch_host_end() const override { return !closed_ && !app_closed_; }
     bool hangup_ambiguous() const override { return peer_eof_sent_ || pair_dead_ || app_shutdown_; }
     bool pair_released() const override { return pair_released_; }
+    // The app closed with more written than one pass reads, and the
+    // engine has room: nothing else would wake us for the rest.
+    bool wants_another_pass() const override {
+        return !closed_ && app_closed_ && role_ == Role::Connected && !app_eof_ && !stack_full_ && !pair_dead_ &&
+               !pair_released_;
+    }
 
     void on_app_readable(Instant now) override;
     void on_app_writable(Instant now) override;
@@ -147,7 +153,9 @@ private:
         int app_end;
         Endpoint peer;
     };
-    std::deque<PendingAccept> pending_accepts_;
+    // Rarely non-empty (a listener whose app end is full): a vector, since
+    // an empty std::deque allocates ~600 bytes, for every connection.
+    std::vector<PendingAccept> pending_accepts_;
 };
 
 }  // namespace ustack::host

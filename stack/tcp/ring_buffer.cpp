@@ -1,43 +1,16 @@
 #include "stack/tcp/ring_buffer.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 namespace ustack::tcp {
 
-namespace {
-
-// Copies `len` bytes of `src` into the ring `ring` starting at index `pos`,
-// wrapping at the end of the ring. Caller guarantees len <= ring.size().
-void copy_into_ring(std::vector<uint8_t>& ring, size_t pos, const uint8_t* src, size_t len) {
-    if (len == 0) {
-        return;
-    }
-    const size_t first = std::min(len, ring.size() - pos);
-    std::memcpy(ring.data() + pos, src, first);
-    if (len > first) {
-        std::memcpy(ring.data(), src + first, len - first);
-    }
-}
-
-// The reverse: `len` bytes from ring index `pos` into `dst`, wrapping.
-void copy_from_ring(const std::vector<uint8_t>& ring, size_t pos, uint8_t* dst, size_t len) {
-    if (len == 0) {
-        return;
-    }
-    const size_t first = std::min(len, ring.size() - pos);
-    std::memcpy(dst, ring.data() + pos, first);
-    if (len > first) {
-        std::memcpy(dst + first, ring.data(), len - first);
-    }
-}
-
-}  // namespace
-
-RingBuffer::RingBuffer(size_t capacity) : storage_(capacity) {}
+RingBuffer::RingBuffer(size_t capacity) : capacity_(capacity) {}
 
 size_t RingBuffer::capacity() const {
-    return storage_.size();
+    return capacity_;
 }
 
 size_t RingBuffer::size() const {
@@ -45,29 +18,133 @@ size_t RingBuffer::size() const {
 }
 
 size_t RingBuffer::free_space() const {
-    return storage_.size() - size_;
+    return capacity_ - size_;
 }
 
 bool RingBuffer::empty() const {
     return size_ == 0;
 }
 
+size_t RingBuffer::allocated_bytes() const {
+    size_t total = 0;
+    for (size_t i = 0; i < chunks_.size(); ++i) {
+        if (chunks_[i]) {
+            total += chunk_length(i);
+        }
+    }
+    return total;
+}
+
+size_t RingBuffer::chunk_length(size_t index) const {
+    return std::min(chunk_size, capacity_ - index * chunk_size);
+}
+
+void RingBuffer::copy_in(size_t pos, const uint8_t* src, size_t len) {
+    if (len == 0) {
+        return;
+    }
+    if (chunks_.empty()) {
+        chunks_.resize(chunk_count());
+    }
+    while (len > 0) {
+        const size_t index = pos / chunk_size;
+        const size_t offset = pos % chunk_size;
+        const size_t length = chunk_length(index);
+        const size_t take = std::min(len, length - offset);
+        Chunk& chunk = chunks_[index];
+        if (!chunk) {
+            // Not zero-filled: only bytes written here are ever read
+            // (peek() reads held bytes, and those were written).
+            chunk = std::make_unique_for_overwrite<uint8_t[]>(length);
+            ++allocated_chunks_;
+        }
+        std::memcpy(chunk.get() + offset, src, take);
+        src += take;
+        len -= take;
+        pos += take;
+        if (pos == capacity_) {
+            pos = 0;
+        }
+    }
+}
+
+void RingBuffer::copy_out(size_t pos, uint8_t* dst, size_t len) const {
+    while (len > 0) {
+        const size_t index = pos / chunk_size;
+        const size_t offset = pos % chunk_size;
+        const size_t take = std::min(len, chunk_length(index) - offset);
+        if (index < chunks_.size() && chunks_[index]) {
+            std::memcpy(dst, chunks_[index].get() + offset, take);
+        } else {
+            std::memset(dst, 0, take);  // never written (commit() past the data)
+        }
+        dst += take;
+        len -= take;
+        pos += take;
+        if (pos == capacity_) {
+            pos = 0;
+        }
+    }
+}
+
+bool RingBuffer::chunk_is_live(size_t index) const {
+    // The live region is [head_, head_ + size_ + extent) on the circle.
+    const size_t live = size_ + unallocated_extent_;
+    if (live == 0) {
+        return false;
+    }
+    const size_t begin = index * chunk_size;
+    const size_t end = begin + chunk_length(index);
+    const size_t live_end = head_ + live;  // may pass capacity_: wraps to [0, live_end - capacity_)
+    if (head_ < end && begin < std::min(live_end, capacity_)) {
+        return true;
+    }
+    return live_end > capacity_ && begin < live_end - capacity_;
+}
+
+void RingBuffer::release_dead_chunks(size_t first_chunk, size_t chunks) {
+    if (allocated_chunks_ == 0) {
+        return;
+    }
+    if (size_ == 0 && unallocated_extent_ == 0) {
+        // Empty: give everything back, the slot table included (an idle
+        // connection then costs no buffer memory at all).
+        chunks_ = std::vector<Chunk>();
+        allocated_chunks_ = 0;
+        return;
+    }
+    const size_t count = chunks_.size();
+    for (size_t i = 0; i < std::min(chunks, count); ++i) {
+        const size_t index = (first_chunk + i) % count;
+        if (chunks_[index] && !chunk_is_live(index)) {
+            chunks_[index].reset();
+            --allocated_chunks_;
+        }
+    }
+}
+
 void RingBuffer::set_capacity(size_t capacity) {
     // Never drop visible bytes: they are either unacknowledged (send side)
     // or already acknowledged to the peer (receive side).
     const size_t new_capacity = std::max(capacity, size_);
-    if (new_capacity == storage_.size()) {
+    if (new_capacity == capacity_) {
         return;
     }
-    // Linearize from head_. The copy covers as much of the old ring as fits,
-    // not only size_ bytes, so out-of-order bytes placed by
-    // write_unallocated() past the visible data survive a grow (and survive
-    // a shrink as far as the new capacity reaches).
-    std::vector<uint8_t> grown(new_capacity);
-    const size_t keep = std::min(new_capacity, storage_.size());
-    copy_from_ring(storage_, storage_.empty() ? 0 : head_, grown.data(), keep);
-    storage_ = std::move(grown);
-    head_ = 0;
+    // Linearize from head_: the held bytes and the out-of-order bytes
+    // placed after them by write_unallocated(), as far as the new capacity
+    // reaches (they survive a grow, and a shrink where they still fit).
+    RingBuffer resized(new_capacity);
+    const size_t keep = std::min(size_ + unallocated_extent_, new_capacity);
+    std::array<uint8_t, 4096> piece;
+    for (size_t done = 0; done < keep;) {
+        const size_t n = std::min(piece.size(), keep - done);
+        copy_out((head_ + done) % capacity_, piece.data(), n);
+        resized.copy_in(done, piece.data(), n);
+        done += n;
+    }
+    resized.size_ = size_;
+    resized.unallocated_extent_ = keep - size_;
+    *this = std::move(resized);
 }
 
 size_t RingBuffer::write(std::span<const uint8_t> data) {
@@ -75,8 +152,11 @@ size_t RingBuffer::write(std::span<const uint8_t> data) {
     if (n == 0) {
         return 0;
     }
-    copy_into_ring(storage_, (head_ + size_) % storage_.size(), data.data(), n);
+    copy_in((head_ + size_) % capacity_, data.data(), n);
     size_ += n;
+    // The placed bytes are positioned after the held ones: the held end
+    // moved n closer to them (or over them).
+    unallocated_extent_ = unallocated_extent_ > n ? unallocated_extent_ - n : 0;
     return n;
 }
 
@@ -85,7 +165,7 @@ size_t RingBuffer::peek(size_t offset, std::span<uint8_t> out) const {
         return 0;
     }
     const size_t n = std::min(out.size(), size_ - offset);
-    copy_from_ring(storage_, (head_ + offset) % storage_.size(), out.data(), n);
+    copy_out((head_ + offset) % capacity_, out.data(), n);
     return n;
 }
 
@@ -97,8 +177,12 @@ void RingBuffer::consume(size_t n) {
     // head_ is deliberately not reset to 0 when the ring empties: bytes
     // placed by write_unallocated() are positioned relative to the end of
     // the visible data and must stay where they are.
-    head_ = (head_ + n) % storage_.size();
+    const size_t old_head = head_;
+    head_ = (head_ + n) % capacity_;
     size_ -= n;
+    // The chunks the head passed over: at most n / chunk_size + 2, one
+    // more for the short last chunk; the head's own chunk may be dead too.
+    release_dead_chunks(old_head / chunk_size, n / chunk_size + 3);
 }
 
 size_t RingBuffer::read(std::span<uint8_t> out) {
@@ -117,12 +201,15 @@ size_t RingBuffer::write_unallocated(size_t offset, std::span<const uint8_t> dat
         return 0;
     }
     // (head_ + size_) < 2*capacity and offset < capacity, so no overflow.
-    copy_into_ring(storage_, (head_ + size_ + offset) % storage_.size(), data.data(), n);
+    copy_in((head_ + size_ + offset) % capacity_, data.data(), n);
+    unallocated_extent_ = std::max(unallocated_extent_, offset + n);
     return n;
 }
 
 void RingBuffer::commit(size_t n) {
-    size_ += std::min(n, free_space());
+    n = std::min(n, free_space());
+    size_ += n;
+    unallocated_extent_ = unallocated_extent_ > n ? unallocated_extent_ - n : 0;
 }
 
 }  // namespace ustack::tcp

@@ -261,10 +261,40 @@ void TcpEngine::reschedule(Conn& c) {
     }
 }
 
+void TcpEngine::list_ready(SocketId id) {
+    if (ready_listed_.size() <= id) {
+        ready_listed_.resize(sockets_.size());
+    }
+    if (!ready_listed_[id]) {
+        ready_listed_[id] = true;
+        ready_.push_back(id);
+    }
+}
+
+void TcpEngine::mark_ready(Conn& c) {
+    list_ready(c.id);
+    // A child's handshake ending (or its reset) changes its listener's
+    // accept queue: the listener is what the application polls.
+    if (c.listener && find(*c.listener) != nullptr) {
+        list_ready(*c.listener);
+    }
+}
+
+void TcpEngine::take_ready(std::vector<SocketId>& out) {
+    out.clear();
+    out.swap(ready_);
+    for (SocketId id : out) {
+        ready_listed_[id] = false;
+    }
+}
+
 void TcpEngine::finish() {
     for (SocketId id : touched_) {
         if (Conn* c = find(id)) {
             reschedule(*c);
+            if (network_side_) {
+                mark_ready(*c);
+            }
         }
     }
     touched_.clear();
@@ -298,6 +328,7 @@ void TcpEngine::sync_time_wait_counters() {
 }
 
 void TcpEngine::poll(Instant now) {
+    const NetworkSide network_side(*this);
     std::vector<SocketId> due;
     for (auto it = timers_.begin(); it != timers_.end() && it->first <= now; ++it) {
         due.push_back(it->second);
@@ -364,6 +395,7 @@ void TcpEngine::send_reset_for(Instant now, wire::Ipv4Address src, wire::Ipv4Add
 void TcpEngine::input(Instant now, wire::Ipv4Address src, wire::Ipv4Address dst, const wire::TcpRepr& segment,
                       wire::ByteSpan payload) {
     ++counters_.segments_in;
+    const NetworkSide network_side(*this);
     const Endpoint local{dst, segment.dst_port};
     const Endpoint remote{src, segment.src_port};
     const ConnKey key = ConnKey::of(local, remote);

@@ -177,6 +177,19 @@ public:
     // Drops TIME_WAIT entries whose local or remote endpoint matches (port 0 / 0.0.0.0 = any), like `ss -K`; returns how many.
     size_t kill_time_wait(Instant now, Endpoint match);
 
+    // ---- readiness changes: what the host must look at (O(changed))
+    // Sockets whose readiness may have changed because of the network side
+    // (input(), icmp_error(), poll(): data or FIN arrived, send space
+    // freed, a state change, an error, a connection queued on a listener)
+    // since the last take_ready(). The calls an application makes (send,
+    // recv, connect, close...) do not add to it: their caller knows what
+    // it did. A superset is allowed, never a subset: ids may name sockets
+    // freed since, orphans, or children not yet accepted (a listener whose
+    // child moved is listed too). Each id at most once per take.
+    bool has_ready() const { return !ready_.empty(); }
+    // Moves the list into `out` (cleared first) and starts a new one.
+    void take_ready(std::vector<SocketId>& out);
+
 private:
     using SeqNumber = wire::SeqNumber;
     using Conn = Connection;
@@ -202,6 +215,18 @@ private:
     // freed. Nothing is freed in the middle of processing.
     void touch(Conn& c);
     void finish();
+    // Adds c (and its listener, for a child not yet accepted) to ready_.
+    void mark_ready(Conn& c);
+    void list_ready(SocketId id);
+    // Set while a network-side entry point runs: finish() then publishes
+    // the sockets it touched to ready_.
+    struct NetworkSide {
+        explicit NetworkSide(TcpEngine& e) : engine(e) { engine.network_side_ = true; }
+        ~NetworkSide() { engine.network_side_ = false; }
+        NetworkSide(const NetworkSide&) = delete;
+        NetworkSide& operator=(const NetworkSide&) = delete;
+        TcpEngine& engine;
+    };
     void reschedule(Conn& c);
     void run_timers(Conn& c, Instant now);
     bool is_local(wire::Ipv4Address address) const;
@@ -331,6 +356,13 @@ private:
     std::vector<uint8_t> scratch_;  // payload of the segment being built
     std::vector<SocketId> touched_;
     std::vector<SocketId> dead_;
+    std::vector<SocketId> ready_;  // see take_ready()
+    // By SocketId: listed in ready_ and not yet taken. Kept per id slot,
+    // not per socket, so that ready_ never holds an id twice and never
+    // outgrows the socket table, even when nobody takes it (an engine
+    // without a host) and ids are reused.
+    std::vector<bool> ready_listed_;
+    bool network_side_ = false;
 };
 
 }  // namespace ustack::tcp

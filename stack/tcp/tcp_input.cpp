@@ -370,6 +370,7 @@ void TcpEngine::segment_arrives(Conn& c, Instant now, const wire::TcpRepr& segme
 // ------------------------------------------------------------ ICMP
 
 void TcpEngine::icmp_error(Instant now, const IcmpError& error) {
+    const NetworkSide network_side(*this);
     Conn* c = lookup(ConnKey::of(error.local, error.remote));
     if (c == nullptr || c->state == TcpState::Listen) {
         return;
