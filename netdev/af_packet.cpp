@@ -160,6 +160,12 @@ DeviceResult<std::unique_ptr<PacketDevice>> PacketDevice::open(const std::string
         const int err = errno;
         return device_fail(err, "AF_PACKET on " + ifname + ": PACKET_AUXDATA: " + errno_text(err));
     }
+    // Offloads: set before bind(), so every frame queued to us has the
+    // header. Refused (an old kernel): plain frames, as without offloads.
+    bool vnet_header = false;
+    if (options.offloads) {
+        vnet_header = ::setsockopt(fd.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) == 0;
+    }
     if (options.socket_rcvbuf > 0) {
         const int size = static_cast<int>(std::min<size_t>(options.socket_rcvbuf, 1 << 30));
         // FORCE passes rmem_max (needs CAP_NET_ADMIN); without it the
@@ -210,19 +216,23 @@ DeviceResult<std::unique_ptr<PacketDevice>> PacketDevice::open(const std::string
         }
     }
     return std::unique_ptr<PacketDevice>(
-        new PacketDevice(fd.release(), ifname, mac, info->kernel_mac, info->mtu, options, ignore_outgoing));
+        new PacketDevice(fd.release(), ifname, mac, info->kernel_mac, info->mtu, options, ignore_outgoing,
+                         vnet_header));
 }
 
 PacketDevice::PacketDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
-                           const PacketOptions& options, bool ignore_outgoing)
+                           const PacketOptions& options, bool ignore_outgoing, bool vnet_header)
     : fd_(fd),
       name_(std::move(name)),
       mac_(mac),
       kernel_mac_(kernel_mac),
       mtu_(mtu),
       ignore_outgoing_(ignore_outgoing),
+      vnet_header_(vnet_header),
+      gso_(vnet_header ? std::make_unique<GsoCoalescer>(VirtioNetHdr::size) : nullptr),
       rx_(std::make_unique<RxBatch>()) {
-    const size_t frame_len = std::max(options.max_frame_len, mtu + ethernet_header_len + 4);
+    const size_t frame_len = std::max(options.max_frame_len, mtu + ethernet_header_len + 4) +
+                             (vnet_header ? VirtioNetHdr::size : 0);
     rx_->slots.resize(std::max<size_t>(options.batch, 1));
     rx_->messages.resize(rx_->slots.size());
     for (RxBatch::Slot& slot : rx_->slots) {
@@ -241,25 +251,61 @@ uint64_t PacketDevice::kernel_drops() {
     return kernel_drops_;
 }
 
-bool PacketDevice::send(Instant, std::span<const uint8_t> frame) {
+bool PacketDevice::send_out(std::span<const uint8_t> header, std::span<const uint8_t> frame, size_t frames) {
+    iovec iov[2] = {{const_cast<uint8_t*>(header.data()), header.size()},
+                    {const_cast<uint8_t*>(frame.data()), frame.size()}};
+    msghdr msg{};
+    msg.msg_iov = header.empty() ? &iov[1] : iov;
+    msg.msg_iovlen = header.empty() ? 1 : 2;
+    const size_t total = header.size() + frame.size();
+    ssize_t n = -1;
+    do {
+        n = ::sendmsg(fd_, &msg, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(total)) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+            last_error_ = errno;
+        }
+        stats_.tx_dropped += frames;
+        return false;
+    }
+    stats_.tx_frames += frames;
+    stats_.tx_bytes += frame.size();
+    return true;
+}
+
+bool PacketDevice::send(Instant now, std::span<const uint8_t> frame) {
     if (frame.size() > mtu_ + ethernet_header_len || frame.size() < ethernet_header_len) {
         ++stats_.tx_dropped;
         return false;
     }
-    ssize_t n = -1;
-    do {
-        n = ::send(fd_, frame.data(), frame.size(), MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    if (n != static_cast<ssize_t>(frame.size())) {
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-            last_error_ = errno;
-        }
-        ++stats_.tx_dropped;
-        return false;
+    if (!vnet_header_) {
+        return send_out({}, frame, 1);
     }
-    ++stats_.tx_frames;
-    stats_.tx_bytes += frame.size();
-    return true;
+    // Join the segment to the held batch, or write the batch and start a
+    // new one with it; a frame that cannot join anything goes at once,
+    // after what was held (order kept).
+    if (gso_->append(frame)) {
+        return true;
+    }
+    flush(now);
+    if (gso_->start(frame)) {
+        return true;
+    }
+    static constexpr uint8_t no_offload[VirtioNetHdr::size] = {};
+    return send_out(no_offload, frame, 1);
+}
+
+void PacketDevice::flush(Instant) {
+    if (!gso_ || gso_->empty()) {
+        return;
+    }
+    const size_t segments = gso_->segments();
+    const std::span<const uint8_t> bytes = gso_->finish();
+    if (send_out(bytes.first(VirtioNetHdr::size), bytes.subspan(VirtioNetHdr::size), segments) && segments > 1) {
+        ++stats_.tx_gso_frames;
+    }
+    gso_->clear();
 }
 
 std::optional<Frame> PacketDevice::receive(Instant) {
@@ -292,6 +338,13 @@ bool PacketDevice::fill_queue() {
     do {
         got = ::recvmmsg(fd_, messages.data(), static_cast<unsigned>(messages.size()), MSG_DONTWAIT, nullptr);
     } while (got < 0 && errno == EINTR);
+    if (got < 0 && errno == EINVAL && vnet_header_) {
+        // virtio_net_hdr_from_skb() could not describe the first frame (a
+        // GSO type other than TCP): the kernel dropped it. The rest waits
+        // for the next poll (the fd stays readable); never spin here.
+        ++rx_truncated_;
+        return false;
+    }
     if (got <= 0) {
         if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             last_error_ = errno;
@@ -301,17 +354,29 @@ bool PacketDevice::fill_queue() {
     for (int i = 0; i < got; ++i) {
         RxBatch::Slot& slot = slots[static_cast<size_t>(i)];
         const msghdr& h = messages[static_cast<size_t>(i)].msg_hdr;
-        const size_t len = messages[static_cast<size_t>(i)].msg_len;
+        size_t len = messages[static_cast<size_t>(i)].msg_len;
         if ((h.msg_flags & MSG_TRUNC) != 0) {
             ++rx_truncated_;
             continue;
+        }
+        // With PACKET_VNET_HDR the frame follows its virtio-net header.
+        std::optional<VirtioNetHdr> vnet;
+        size_t skip = 0;
+        if (vnet_header_) {
+            vnet = VirtioNetHdr::decode(std::span<const uint8_t>(slot.buffer.data(), len));
+            if (!vnet) {
+                ++rx_filtered_;
+                continue;
+            }
+            skip = VirtioNetHdr::size;
+            len -= skip;
         }
         if (slot.from.sll_pkttype == PACKET_OUTGOING || len < ethernet_header_len) {
             ++rx_filtered_;
             continue;
         }
         wire::MacAddress dst;
-        std::copy_n(slot.buffer.begin(), dst.bytes.size(), dst.bytes.begin());
+        std::copy_n(slot.buffer.begin() + static_cast<long>(skip), dst.bytes.size(), dst.bytes.begin());
         if (dst != mac_ && !dst.is_multicast()) {
             ++rx_filtered_;  // only if the BPF filter let it through (it should not)
             continue;
@@ -332,9 +397,16 @@ bool PacketDevice::fill_queue() {
             ++rx_filtered_;
             continue;
         }
-        Frame frame(slot.buffer.begin(), slot.buffer.begin() + static_cast<long>(len));
-        if (checksum_partial && complete_l4_checksum(frame)) {
+        Frame frame(slot.buffer.begin() + static_cast<long>(skip), slot.buffer.begin() + static_cast<long>(skip + len));
+        if (vnet && (vnet->is_gso() || vnet->needs_csum())) {
+            const uint64_t before = stats_.rx_checksums_completed;
+            accept_offloaded(*vnet, frame, stats_);
+            if (stats_.rx_checksums_completed != before) {
+                ++checksums_completed_;
+            }
+        } else if (checksum_partial && complete_l4_checksum(frame)) {
             ++checksums_completed_;
+            ++stats_.rx_checksums_completed;
         }
         ++stats_.rx_frames;
         stats_.rx_bytes += len;

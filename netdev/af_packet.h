@@ -12,6 +12,14 @@
 // our MAC in the NIC's unicast filter (the kernel turns promiscuity on where
 // the driver has no such filter). Frames are read in batches (recvmmsg) into
 // an internal queue.
+//
+// Offloads (PacketOptions::offloads, on by default): PACKET_VNET_HDR puts a
+// virtio-net header in front of every frame both ways. Received TCP
+// super-frames (GSO from a local veth peer, up to 64 KiB) come whole with
+// NEEDS_CSUM, which we complete; sent segments of one flow are joined into
+// one GSO frame (GsoCoalescer) that the kernel segments — or a local veth
+// peer takes whole. Without offloads, a partial checksum is recognised by
+// TP_STATUS_CSUMNOTREADY in the aux data and completed the same way.
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -21,6 +29,7 @@
 #include <vector>
 
 #include "netdev/device_error.h"
+#include "netdev/gso_coalescer.h"
 #include "netdev/netdev.h"
 #include "stack/wire/ethernet.h"
 #include "stack/wire/ipv4_address.h"
@@ -44,6 +53,9 @@ struct PacketOptions {
     // Largest frame read; a longer one (a GSO super-frame from a local veth
     // peer larger than this) is dropped and counted in rx_truncated().
     size_t max_frame_len = 65536 + 64;
+    // PACKET_VNET_HDR with GSO both ways (see above). When the kernel
+    // refuses it the device works without, as if false.
+    bool offloads = true;
 };
 
 class PacketDevice final : public NetDev {
@@ -58,7 +70,11 @@ public:
     PacketDevice(const PacketDevice&) = delete;
     PacketDevice& operator=(const PacketDevice&) = delete;
 
+    // With offloads a TCP segment may be held to join the next ones; flush()
+    // writes it (Stack::poll() calls it at the end of every poll).
     bool send(Instant now, std::span<const uint8_t> frame) override;
+    void flush(Instant now) override;
+    bool has_pending_tx() const override { return gso_ && !gso_->empty(); }
     std::optional<Frame> receive(Instant now) override;
     int poll_fd() const override { return fd_; }
     size_t mtu() const override { return mtu_; }
@@ -73,6 +89,8 @@ public:
     uint64_t checksums_completed() const { return checksums_completed_; }
     // Frames skipped: our own sends, frames for other MACs, VLAN-tagged.
     uint64_t rx_filtered() const { return rx_filtered_; }
+    // Frames lost before we saw them whole: longer than max_frame_len, or
+    // (offloads) a GSO kind the virtio-net header cannot describe.
     uint64_t rx_truncated() const { return rx_truncated_; }
     // Whether the kernel hides our own sends (PACKET_IGNORE_OUTGOING, 4.20+).
     bool ignores_outgoing() const { return ignore_outgoing_; }
@@ -81,10 +99,15 @@ public:
     // counter on every read).
     uint64_t kernel_drops();
     int last_error() const { return last_error_; }
+    // Whether frames carry a virtio-net header (PACKET_VNET_HDR took).
+    bool vnet_header() const { return vnet_header_; }
 
 private:
     PacketDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
-                 const PacketOptions& options, bool ignore_outgoing);
+                 const PacketOptions& options, bool ignore_outgoing, bool vnet_header);
+    // One send of `header` (may be empty) then `frame`; counts `frames`
+    // segments in the stats.
+    bool send_out(std::span<const uint8_t> header, std::span<const uint8_t> frame, size_t frames);
     // Reads one batch into rx_queue_; false when nothing was waiting.
     bool fill_queue();
 
@@ -96,6 +119,8 @@ private:
     wire::MacAddress kernel_mac_;
     size_t mtu_;
     bool ignore_outgoing_;
+    bool vnet_header_;
+    std::unique_ptr<GsoCoalescer> gso_;  // set when vnet_header_
     std::unique_ptr<RxBatch> rx_;
     std::deque<Frame> rx_queue_;
     DeviceStats stats_;

@@ -65,6 +65,8 @@ public:
     int poll_fd() const override { return inner_->poll_fd(); }
     size_t mtu() const override { return inner_->mtu(); }
     wire::MacAddress mac() const override { return inner_->mac(); }
+    void flush(Instant now) override { inner_->flush(now); }
+    bool has_pending_tx() const override { return inner_->has_pending_tx(); }
     // The inner device's tx counters; rx counts what this wrapper delivered.
     const DeviceStats& stats() const override;
 

@@ -50,6 +50,8 @@ public:
     size_t mtu() const override { return ingress_.mtu(); }
     wire::MacAddress mac() const override { return ingress_.mac(); }
     const DeviceStats& stats() const override { return ingress_.stats(); }
+    void flush(Instant now) override { ingress_.flush(now); }
+    bool has_pending_tx() const override { return ingress_.has_pending_tx(); }
 
     const FaultStats& ingress_stats() const { return ingress_.fault_stats(); }
     const EgressFaultStats& egress_stats() const { return egress_stats_; }

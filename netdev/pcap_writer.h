@@ -1,7 +1,11 @@
 #pragma once
 // A NetDev wrapper that records every frame sent and received to a classic
 // pcap file (microsecond timestamps, LINKTYPE_ETHERNET), readable by tcpdump,
-// Wireshark and tshark. Timestamps are the `now` passed to send/receive, so
+// Wireshark and tshark. With device offloads the capture shows what the
+// stack handed to and got from the device: the MSS-sized segments it sent
+// (recorded before the device joins them into one GSO frame) and the
+// received super-frames as they came (up to 64 KiB, checksums completed).
+// Timestamps are the `now` passed to send/receive, so
 // a simulated run yields a reproducible capture.
 #include <cstdint>
 #include <cstdio>
@@ -22,7 +26,9 @@ struct PcapFormat {
     static constexpr uint32_t magic_microseconds = 0xa1b2c3d4;
     static constexpr uint16_t version_major = 2;
     static constexpr uint16_t version_minor = 4;
-    static constexpr uint32_t snaplen = 65535;
+    // tcpdump's default: room for a whole received offload super-frame
+    // (64 KiB of IP plus headers), so nothing is cut.
+    static constexpr uint32_t snaplen = 262144;
     static constexpr uint32_t linktype_ethernet = 1;
     static constexpr size_t global_header_len = 24;
     static constexpr size_t record_header_len = 16;
@@ -53,6 +59,8 @@ public:
     size_t mtu() const override { return inner_->mtu(); }
     wire::MacAddress mac() const override { return inner_->mac(); }
     const DeviceStats& stats() const override { return inner_->stats(); }
+    void flush(Instant now) override { inner_->flush(now); }
+    bool has_pending_tx() const override { return inner_->has_pending_tx(); }
 
     // Records written so far.
     uint64_t records_written() const { return records_written_; }

@@ -4,6 +4,7 @@
 #include <linux/if_tun.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,10 +18,12 @@ namespace ustack::netdev {
 namespace {
 
 constexpr size_t ethernet_header_len = wire::EthernetRepr::header_len;
-// Room for anything the tun driver can hand over without a vnet header: a
-// frame is at most MTU + Ethernet header (+ a VLAN tag), and the MTU of a
-// TAP is at most 65535 - header.
-constexpr size_t max_frame_len = 65536 + 64;
+// Room for anything the tun driver can hand over: a frame is at most MTU +
+// Ethernet header (+ a VLAN tag), the MTU of a TAP is at most 65535 -
+// header, and a TSO super-frame at most 64 KiB of IP (gso_max_size) plus
+// headers, after the virtio-net header. tun refuses (EINVAL) to hand over
+// a frame larger than the buffer rather than cutting it, so be generous.
+constexpr size_t max_frame_len = 2 * 65536;
 
 // Closes fd unless released: open() has several ways to fail.
 class FdGuard {
@@ -76,7 +79,7 @@ DeviceResult<std::unique_ptr<TapDevice>> TapDevice::open(const std::string& name
         return device_fail(err, "cannot open /dev/net/tun: " + std::string(std::strerror(err)));
     }
     ifreq ifr{};
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (options.offloads ? IFF_VNET_HDR : 0);
     std::memcpy(ifr.ifr_name, name.data(), name.size());
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
         const int err = errno;
@@ -98,6 +101,24 @@ DeviceResult<std::unique_ptr<TapDevice>> TapDevice::open(const std::string& name
     // The kernel may have changed the name (a pattern like "tap%d").
     const std::string actual(ifr.ifr_name, ::strnlen(ifr.ifr_name, IFNAMSIZ));
 
+    // Offloads: with IFF_VNET_HDR the header comes with every frame whatever
+    // follows (its size is 10 unless set; set it anyway). TUNSETOFFLOAD is
+    // what lets the kernel send us partial checksums and super-frames; when
+    // refused, it sends complete frames with an empty header, and our own
+    // GSO frames still work (that needs only the header).
+    bool vnet_header = false;
+    bool receive_offload = false;
+    if (options.offloads && (ifr.ifr_flags & IFF_VNET_HDR) != 0) {
+        int header_size = static_cast<int>(VirtioNetHdr::size);
+        vnet_header = true;
+        if (::ioctl(fd.get(), TUNSETVNETHDRSZ, &header_size) < 0) {
+            const int err = errno;
+            return device_fail(err, "TAP " + actual + ": TUNSETVNETHDRSZ: " + std::strerror(err));
+        }
+        const unsigned offload = TUN_F_CSUM | TUN_F_TSO4;
+        receive_offload = ::ioctl(fd.get(), TUNSETOFFLOAD, offload) == 0;
+    }
+
     auto info = query_interface(actual);
     if (!info) {
         return Unexpected<DeviceError>{info.error()};
@@ -116,40 +137,76 @@ DeviceResult<std::unique_ptr<TapDevice>> TapDevice::open(const std::string& name
                                        " must be a unicast address");
     }
     return std::unique_ptr<TapDevice>(
-        new TapDevice(fd.release(), actual, mac, info->kernel_mac, info->mtu, !existed));
+        new TapDevice(fd.release(), actual, mac, info->kernel_mac, info->mtu, !existed, vnet_header, receive_offload));
 }
 
 TapDevice::TapDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
-                     bool created)
+                     bool created, bool vnet_header, bool receive_offload)
     : fd_(fd),
       name_(std::move(name)),
       mac_(mac),
       kernel_mac_(kernel_mac),
       mtu_(mtu),
       created_(created),
+      vnet_header_(vnet_header),
+      receive_offload_(receive_offload),
+      gso_(vnet_header ? std::make_unique<GsoCoalescer>(VirtioNetHdr::size) : nullptr),
       rx_buffer_(max_frame_len) {}
 
 TapDevice::~TapDevice() { ::close(fd_); }
 
-bool TapDevice::send(Instant, std::span<const uint8_t> frame) {
+bool TapDevice::write_out(std::span<const uint8_t> header, std::span<const uint8_t> frame, size_t frames) {
+    iovec iov[2] = {{const_cast<uint8_t*>(header.data()), header.size()},
+                    {const_cast<uint8_t*>(frame.data()), frame.size()}};
+    const int count = header.empty() ? 1 : 2;
+    ssize_t n = -1;
+    do {
+        n = ::writev(fd_, header.empty() ? &iov[1] : iov, count);
+    } while (n < 0 && errno == EINTR);
+    if (n != static_cast<ssize_t>(header.size() + frame.size())) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            last_error_ = errno;
+        }
+        stats_.tx_dropped += frames;
+        return false;
+    }
+    stats_.tx_frames += frames;
+    stats_.tx_bytes += frame.size();
+    return true;
+}
+
+bool TapDevice::send(Instant now, std::span<const uint8_t> frame) {
     if (frame.size() > mtu_ + ethernet_header_len || frame.size() < ethernet_header_len) {
         ++stats_.tx_dropped;
         return false;
     }
-    ssize_t n = -1;
-    do {
-        n = ::write(fd_, frame.data(), frame.size());
-    } while (n < 0 && errno == EINTR);
-    if (n != static_cast<ssize_t>(frame.size())) {
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            last_error_ = errno;
-        }
-        ++stats_.tx_dropped;
-        return false;
+    if (!vnet_header_) {
+        return write_out({}, frame, 1);
     }
-    ++stats_.tx_frames;
-    stats_.tx_bytes += frame.size();
-    return true;
+    // Join the segment to the held batch, or write the batch and start a
+    // new one with it; a frame that cannot join anything goes at once,
+    // after what was held (order kept).
+    if (gso_->append(frame)) {
+        return true;
+    }
+    flush(now);
+    if (gso_->start(frame)) {
+        return true;
+    }
+    static constexpr uint8_t no_offload[VirtioNetHdr::size] = {};
+    return write_out(no_offload, frame, 1);
+}
+
+void TapDevice::flush(Instant) {
+    if (!gso_ || gso_->empty()) {
+        return;
+    }
+    const size_t segments = gso_->segments();
+    const std::span<const uint8_t> bytes = gso_->finish();
+    if (write_out(bytes.first(VirtioNetHdr::size), bytes.subspan(VirtioNetHdr::size), segments) && segments > 1) {
+        ++stats_.tx_gso_frames;
+    }
+    gso_->clear();
 }
 
 std::optional<Frame> TapDevice::receive(Instant) {
@@ -167,9 +224,23 @@ std::optional<Frame> TapDevice::receive(Instant) {
         if (n == 0) {
             return std::nullopt;
         }
+        size_t skip = 0;
+        std::optional<VirtioNetHdr> header;
+        if (vnet_header_) {
+            header = VirtioNetHdr::decode(std::span<const uint8_t>(rx_buffer_.data(), static_cast<size_t>(n)));
+            if (!header) {
+                ++stats_.rx_frames;  // too short to be anything; the stack counts it
+                return Frame(rx_buffer_.begin(), rx_buffer_.begin() + n);
+            }
+            skip = VirtioNetHdr::size;
+        }
+        Frame frame(rx_buffer_.begin() + static_cast<long>(skip), rx_buffer_.begin() + n);
+        if (header) {
+            accept_offloaded(*header, frame, stats_);
+        }
         ++stats_.rx_frames;
-        stats_.rx_bytes += static_cast<uint64_t>(n);
-        return Frame(rx_buffer_.begin(), rx_buffer_.begin() + n);
+        stats_.rx_bytes += frame.size();
+        return frame;
     }
 }
 

@@ -106,8 +106,13 @@ size_t Stack::poll(Instant now) {
         process_frame(now, *frame);
     }
     run_timers(now);
+    // Segments the device held to join them (GSO) leave now: nothing sent
+    // in this round may wait for the next.
+    device_.flush(now);
     return frames;
 }
+
+void Stack::flush(Instant now) { device_.flush(now); }
 
 std::optional<Instant> Stack::poll_at() const {
     std::optional<Instant> earliest;
@@ -116,8 +121,10 @@ std::optional<Instant> Stack::poll_at() const {
             earliest = t;
         }
     };
-    if (!loopback_.empty()) {
-        consider(Instant::zero());  // as soon as possible
+    if (!loopback_.empty() || device_.has_pending_tx()) {
+        // As soon as possible. A held segment means something transmitted
+        // outside poll() without flush(): the next poll() writes it.
+        consider(Instant::zero());
     }
     consider(arp_.poll_at());
     consider(reassembler_.poll_at());

@@ -75,6 +75,10 @@ public:
     size_t poll(Instant now);
     // When poll() must next run even if no frame arrives.
     std::optional<Instant> poll_at() const;
+    // Writes frames the device holds back to join them (TCP segmentation
+    // offload); poll() ends with it. Call it after sending outside poll()
+    // when no poll() follows.
+    void flush(Instant now);
 
     udp::UdpLayer& udp() { return udp_; }
     // Live settings: change them with tunables().set(name, value), which

@@ -192,6 +192,7 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         netdev::TapOptions tap_options;
         tap_options.stack_address = config.address->address;
         tap_options.mac = netdev::random_local_mac(*host->random_);
+        tap_options.offloads = config.offload;
         auto tap = netdev::TapDevice::open(kind->second, tap_options);
         if (!tap) {
             return host_fail(tap.error().error.value, "--dev " + config.device + ": " + tap.error().message);
@@ -200,6 +201,7 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
     } else {
         netdev::PacketOptions packet_options;
         packet_options.stack_address = config.address->address;
+        packet_options.offloads = config.offload;
         auto packet = netdev::PacketDevice::open(kind->second, netdev::random_local_mac(*host->random_), packet_options);
         if (!packet) {
             return host_fail(packet.error().error.value, "--dev " + config.device + ": " + packet.error().message);
@@ -1047,6 +1049,9 @@ std::string Host::stats_text() const {
     out << "device_rx_frames " << d.rx_frames << "\n"
         << "device_tx_frames " << d.tx_frames << "\n"
         << "device_tx_dropped " << d.tx_dropped << "\n"
+        << "device_tx_gso_frames " << d.tx_gso_frames << "\n"
+        << "device_rx_gso_frames " << d.rx_gso_frames << "\n"
+        << "device_rx_checksums_completed " << d.rx_checksums_completed << "\n"
         << "host_sockets " << sockets_.size() << "\n"
         << "host_control_connections " << connections_.size() << "\n"
         << "host_rpc_calls " << rpc_calls_ << "\n"

@@ -38,6 +38,8 @@ const std::vector<SettingInfo>& HostConfig::settings() {
          "time since a TIME_WAIT entry's last timestamp before it may be reused"},
         {"port-range", "USTACK_PORT_RANGE", "ip_local_port_range", "LO-HI", "ephemeral port range"},
         {"pcap", "USTACK_PCAP", "", "FILE", "record every frame of the device to FILE"},
+        {"offload", "USTACK_OFFLOAD", "", "on|off",
+         "device offloads (TAP IFF_VNET_HDR, AF_PACKET PACKET_VNET_HDR): 64 KiB TCP frames both ways"},
         {"log", "USTACK_LOG", "", "error|warn|info|debug", "host log level"},
         {"idle-exit", "USTACK_IDLE_EXIT", "", "MS", "daemon: exit after MS without sockets or TIME_WAIT entries"},
     };
@@ -123,6 +125,13 @@ std::optional<std::string> HostConfig::set(std::string_view flag, std::string_vi
         pcap = std::string(value);
         return std::nullopt;
     }
+    if (flag == "offload") {
+        if (value != "on" && value != "off") {
+            return bad(flag, value, "on or off");
+        }
+        offload = value == "on";
+        return std::nullopt;
+    }
     if (flag == "log") {
         for (LogLevel l : {LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug}) {
             if (value == log_level_name(l)) {
@@ -180,6 +189,9 @@ std::vector<std::pair<std::string, std::string>> HostConfig::to_environment() co
     }
     if (pcap) {
         env.emplace_back("USTACK_PCAP", *pcap);
+    }
+    if (!offload) {
+        env.emplace_back("USTACK_OFFLOAD", "off");
     }
     env.emplace_back("USTACK_LOG", std::string(log_level_name(log)));
     env.emplace_back("USTACK_IDLE_EXIT", std::to_string(idle_exit.millis()));

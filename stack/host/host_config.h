@@ -33,6 +33,9 @@ struct HostConfig {
     HostMode mode = HostMode::Daemon;
     Tunables tunables;
     std::optional<std::string> pcap;
+    // Device offloads (TapOptions/PacketOptions::offloads); off for a
+    // capture of what the kernel would see segment by segment on receive.
+    bool offload = true;
     LogLevel log = LogLevel::Warn;
     // Daemon: exit after this long with no socket and no TIME_WAIT entry.
     Duration idle_exit = Duration::from_secs(5);

@@ -151,6 +151,17 @@ struct Connection {
     Assembler ooo;
     std::optional<wire::SeqNumber> fin_seq;  // the peer's FIN, once seen (maybe out of order)
     uint32_t rcv_mss = 536;                  // estimate of the peer's segment size
+    // Receive-buffer autotuning (Linux's DRS, tcp_rcv_space_adjust): the
+    // receiver's RTT estimate (tcp_rcv_rtt_measure: how long one window
+    // takes to arrive; zero until measured), and how much the application
+    // read in the last such period.
+    Duration rcv_rtt = Duration::zero();
+    wire::SeqNumber rcv_rtt_seq;          // the window's end when timing started
+    std::optional<Instant> rcv_rtt_time;  // when timing started
+    uint64_t bytes_read = 0;              // by the application, in all (copied_seq)
+    uint64_t rcvq_read_at = 0;            // bytes_read when the period started
+    size_t rcvq_space = 0;                // read in the last period (rcvq_space.space)
+    std::optional<Instant> rcvq_time;     // when the period started
 
     // ---- ACK scheduling (inet_connection_sock icsk_ack)
     bool ack_pending = false;    // an ACK is owed (delayed or not)

@@ -13,6 +13,67 @@ namespace ustack::tcp {
 namespace flags = wire::tcp_flags;
 using wire::SeqNumber;
 
+namespace {
+
+// Linux TCP_INIT_CWND: the first period assumes ten segments a round trip.
+constexpr size_t initial_rcvq_segments = 10;
+
+// tcp_rcv_rtt_measure() (no timestamps needed): the time one receive
+// window takes to arrive is an upper bound of the RTT; the estimate keeps
+// the smallest (tcp_rcv_rtt_update with win_dep).
+void rcv_rtt_measure(Connection& c, Instant now, uint32_t window) {
+    if (c.rcv_rtt_time && c.rcv_nxt >= c.rcv_rtt_seq) {
+        const Duration sample = std::max(now - *c.rcv_rtt_time, Duration::from_micros(1));
+        if (c.rcv_rtt == Duration::zero() || sample < c.rcv_rtt) {
+            c.rcv_rtt = sample;
+        }
+        c.rcv_rtt_time.reset();
+    }
+    if (!c.rcv_rtt_time) {
+        c.rcv_rtt_seq = c.rcv_nxt + std::max<uint32_t>(window, 1);
+        c.rcv_rtt_time = now;
+    }
+}
+
+// tcp_rcv_space_adjust(): once per receiver RTT, when the application read
+// more than in the period before, make the buffer (and so the window) room
+// for twice that plus the growth, as Linux does (rcvwin = 2 * copied +
+// 16 * advmss, grown by the same ratio again), never past `max_space`
+// (tcp_rmem[2]) or what the window scale can announce, never when
+// SO_RCVBUF locked it (SOCK_RCVBUF_LOCK).
+void rcv_space_adjust(Connection& c, Instant now, size_t max_space) {
+    if (!c.rcvq_time) {
+        c.rcvq_time = now;
+        c.rcvq_read_at = c.bytes_read;
+        c.rcvq_space = std::min<size_t>(c.recv_buffer.capacity(), initial_rcvq_segments * c.adv_mss);
+        return;
+    }
+    if (c.rcv_rtt == Duration::zero() || now - *c.rcvq_time < c.rcv_rtt) {
+        return;
+    }
+    const size_t copied = static_cast<size_t>(c.bytes_read - c.rcvq_read_at);
+    if (copied > c.rcvq_space) {
+        if (!c.rcvbuf_locked && c.wscale_ok) {
+            size_t window = 2 * copied + 16 * size_t{c.adv_mss};
+            if (c.rcvq_space > 0) {
+                const size_t grow = window * (copied - c.rcvq_space) / c.rcvq_space;
+                window += 2 * grow;
+            }
+            const size_t ceiling = std::min(max_space, size_t{65535} << c.rcv_wscale);
+            window = std::min(window, ceiling);
+            if (window > c.recv_buffer.capacity()) {
+                c.recv_buffer.set_capacity(window);
+                c.rcvbuf = 2 * window;  // SO_RCVBUF reports twice the payload space
+            }
+        }
+        c.rcvq_space = copied;
+    }
+    c.rcvq_read_at = c.bytes_read;
+    c.rcvq_time = now;
+}
+
+}  // namespace
+
 uint32_t TcpEngine::receive_window(const Conn& c) const {
     // tcp_receive_window(): what is left of the window we announced.
     const int32_t left = c.rcv_adv - c.rcv_nxt;
@@ -196,6 +257,7 @@ void TcpEngine::queue_data(Conn& c, Instant now, const wire::TcpRepr& segment, w
         }
         if (n > 0) {
             event_data_received(c, now, n);
+            rcv_rtt_measure(c, now, static_cast<uint32_t>(c.rcv_adv - c.rcv_wup));  // tp->rcv_wnd
         }
         if (fin && n == data.size()) {
             c.fin_seq = fin_at;
@@ -308,6 +370,8 @@ Result<size_t> TcpEngine::recv(SocketId id, Instant now, wire::MutByteSpan out, 
         const size_t n = peek ? c->recv_buffer.peek(0, out) : c->recv_buffer.read(out);
         if (!peek) {
             touch(*c);
+            c->bytes_read += n;
+            rcv_space_adjust(*c, now, config_.window_scale_space);
             cleanup_rbuf(*c, now);
             finish();
         }

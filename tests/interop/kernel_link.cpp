@@ -60,6 +60,7 @@ void KernelLinkTest::start_link(const LinkSetup& setup) {
         netdev::TapOptions options;
         options.stack_address = stack_addr;
         options.mac = netdev::random_local_mac(random_);
+        options.offloads = setup.device_offloads;
         auto tap = netdev::TapDevice::open(tap_name, options);
         ASSERT_TRUE(tap) << tap.error().message;
         tap_ = tap->get();
@@ -77,6 +78,7 @@ void KernelLinkTest::start_link(const LinkSetup& setup) {
         must_run({"ip", "link", "set", veth_stack_end, "up"});
         netdev::PacketOptions options;
         options.stack_address = stack_addr;
+        options.offloads = setup.device_offloads;
         auto packet = netdev::PacketDevice::open(veth_stack_end, netdev::random_local_mac(random_), options);
         ASSERT_TRUE(packet) << packet.error().message;
         packet_ = packet->get();
@@ -194,7 +196,9 @@ std::string KernelLinkTest::describe_state() const {
         }
     });
     const netdev::DeviceStats& s = device_->stats();
-    out << "; device rx " << s.rx_frames << " frames, tx " << s.tx_frames << " frames, tx_dropped " << s.tx_dropped;
+    out << "; device rx " << s.rx_frames << " frames, tx " << s.tx_frames << " frames, tx_dropped " << s.tx_dropped
+        << ", tx_gso " << s.tx_gso_frames << ", rx_gso " << s.rx_gso_frames << ", rx_csum_completed "
+        << s.rx_checksums_completed;
     out << "; kernel side " << kernel_interface_counters();
     if (tcp_) {
         out << "; tcp counters:";

@@ -53,6 +53,9 @@ struct LinkSetup {
     // hands the link wire-sized frames, as a physical NIC would, instead of
     // GSO super-frames (veth) — see tests/interop/tcp_bulk_test.cpp.
     bool kernel_offloads_off = false;
+    // The stack device's own offloads (TapOptions/PacketOptions::offloads:
+    // virtio-net header, GSO frames both ways).
+    bool device_offloads = true;
     // Attach a TCP engine (TcpTransport) to the stack.
     bool tcp = false;
     // net.ipv4.conf.*.arp_accept = 1 on the kernel side before the link

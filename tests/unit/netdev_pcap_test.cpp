@@ -45,7 +45,7 @@ const Bytes expected_global_header = {
     0x02, 0x00, 0x04, 0x00,  // version 2.4
     0x00, 0x00, 0x00, 0x00,  // thiszone
     0x00, 0x00, 0x00, 0x00,  // sigfigs
-    0xff, 0xff, 0x00, 0x00,  // snaplen 65535
+    0x00, 0x00, 0x04, 0x00,  // snaplen 262144 (a received 64 KiB super-frame fits)
     0x01, 0x00, 0x00, 0x00,  // LINKTYPE_ETHERNET
 };
 
@@ -145,20 +145,33 @@ TEST_F(NetdevPcap, RejectedSendsAreNotRecorded) {
 }
 
 TEST_F(NetdevPcap, FramesLongerThanSnaplenAreTruncated) {
-    auto pair = make_device_pair(mac_a, mac_b, 70000);
+    auto pair = make_device_pair(mac_a, mac_b, 300000);
     auto writer = PcapWriter::open(std::move(pair.a), path("jumbo.pcap"));
     ASSERT_TRUE(writer.has_value());
-    const Frame jumbo = make_frame(mac_b, mac_a, 70000, 0x5a);
+    const Frame jumbo = make_frame(mac_b, mac_a, 300000, 0x5a);
     ASSERT_TRUE((*writer)->send(Instant::from_secs(1), jumbo));
     const Bytes file = read_file(path("jumbo.pcap"));
-    ASSERT_EQ(file.size(), 24u + 16u + 65535u);
+    ASSERT_EQ(file.size(), 24u + 16u + 262144u);
     Bytes record;
     append_le32(record, 1);
     append_le32(record, 0);
-    append_le32(record, 65535);
-    append_le32(record, 70014);
+    append_le32(record, 262144);
+    append_le32(record, 300014);
     EXPECT_EQ(Bytes(file.begin() + 24, file.begin() + 40), record);
     EXPECT_TRUE(std::equal(file.begin() + 40, file.end(), jumbo.begin()));
+}
+
+TEST_F(NetdevPcap, AReceivedOffloadSuperFrameIsRecordedWhole) {
+    // 64 KiB of IP plus the Ethernet header: what TAP/AF_PACKET offloads
+    // hand over; the snaplen keeps all of it.
+    auto pair = make_device_pair(mac_a, mac_b, 65535);
+    auto writer = PcapWriter::open(std::move(pair.a), path("super.pcap"));
+    ASSERT_TRUE(writer.has_value());
+    const Frame super = make_frame(mac_b, mac_a, 65535, 0x5a);
+    ASSERT_TRUE((*writer)->send(Instant::from_secs(1), super));
+    const Bytes file = read_file(path("super.pcap"));
+    ASSERT_EQ(file.size(), 24u + 16u + 65549u);
+    EXPECT_TRUE(std::equal(file.begin() + 40, file.end(), super.begin()));
 }
 
 TEST_F(NetdevPcap, OpenFailureReportsErrno) {
