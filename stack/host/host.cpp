@@ -309,6 +309,7 @@ void Host::run() {
             case tag_timer: {
                 uint64_t expirations;
                 (void)!::read(timer_fd_, &expirations, sizeof expirations);
+                timer_armed_us_ = -1;  // fired: disarmed now
                 break;
             }
             case tag_wake: {
@@ -498,7 +499,13 @@ void Host::arm_timer() {
         spec.it_value.tv_sec = us / 1000000;
         spec.it_value.tv_nsec = (us % 1000000) * 1000;
     }
-    ::timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+    // Once per loop round, mostly with the same deadline: skip the syscall
+    // then (timer_armed_us_ is forgotten when the timer fires).
+    const int64_t armed = spec.it_value.tv_sec * 1000000 + spec.it_value.tv_nsec / 1000;
+    if (armed != timer_armed_us_) {
+        ::timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
+        timer_armed_us_ = armed;
+    }
 }
 
 void Host::sync_events(HostSocket& socket) {

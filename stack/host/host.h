@@ -130,6 +130,7 @@ private:
     std::unique_ptr<tcp::TcpTransport> tcp_;  // attached to stack_; destroyed first
     int epoll_fd_ = -1;
     int timer_fd_ = -1;
+    int64_t timer_armed_us_ = -1;  // what timer_fd_ is armed for (0: disarmed), -1: unknown
     int wake_fd_ = -1;  // eventfd: stop requests from other threads
     int control_fd_ = -1;
     std::unordered_map<int, ControlConnection> connections_;       // by fd

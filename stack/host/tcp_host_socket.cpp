@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -124,7 +125,13 @@ void TcpHostSocket::pull_from_app(Instant now) {
     }
     std::vector<uint8_t>& buf = scratch();
     for (int i = 0; i < chunks_per_event; ++i) {
-        const ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_PEEK | MSG_DONTWAIT);
+        // When the engine says how much it takes in full, read exactly that
+        // much (one syscall); otherwise peek, and consume only what the
+        // engine took (a full buffer, or send() reporting why it cannot).
+        const size_t room = pair_dead_ ? 0 : engine_.send_room(id_);
+        const bool peek = room == 0;
+        const size_t want = peek ? buf.size() : std::min(room, buf.size());
+        const ssize_t n = ::recv(fd_, buf.data(), want, (peek ? MSG_PEEK : 0) | MSG_DONTWAIT);
         if (n < 0) {
             if ((errno == EAGAIN || errno == EWOULDBLOCK) && (exiting_ || app_closed_)) {
                 // The program is exiting, or its end is gone: this is all it wrote.
@@ -150,6 +157,16 @@ void TcpHostSocket::pull_from_app(Instant now) {
             continue;
         }
         auto sent = engine_.send(id_, now, wire::ByteSpan(buf.data(), static_cast<size_t>(n)));
+        if (!peek && (!sent || *sent != static_cast<size_t>(n))) {
+            // send_room() promised room for all of it (nothing runs in
+            // between). Were it ever broken, bytes already taken from the
+            // app would be gone: fail the connection loudly rather than
+            // carry on with a hole in the stream.
+            std::fprintf(stderr, "ustack: internal error: the engine took %zd of %zd bytes it had room for\n",
+                         sent ? static_cast<ssize_t>(*sent) : -1, n);
+            fail_connection(EIO);
+            return;
+        }
         if (!sent) {
             if (sent.error().value == EAGAIN) {
                 stack_full_ = true;
@@ -158,12 +175,15 @@ void TcpHostSocket::pull_from_app(Instant now) {
             fail_connection(sent.error().value == EPIPE ? 0 : sent.error().value);
             continue;
         }
-        if (*sent > 0) {
+        if (peek && *sent > 0) {
             (void)!::recv(fd_, buf.data(), *sent, MSG_DONTWAIT);
         }
         if (*sent < static_cast<size_t>(n)) {
             stack_full_ = true;
             return;
+        }
+        if (!peek && static_cast<size_t>(n) < want && !exiting_ && !app_closed_) {
+            break;  // a short read drained the stream for now: no EAGAIN round
         }
     }
     if (app_eof_ && app_shut_wr_ && !app_closed_ && !engine_shut_wr_ && !pair_dead_) {

@@ -122,6 +122,10 @@ public:
     // still connecting), EPIPE (shut down, reset, never connected), or the
     // pending error once (ECONNRESET...).
     Result<size_t> send(SocketId id, Instant now, wire::ByteSpan data);
+    // How many bytes send() would take in full right now: the free send
+    // buffer of a connection that can send (ESTABLISHED/CLOSE_WAIT, not
+    // shut down, no pending error), else 0 (then send() says why).
+    size_t send_room(SocketId id) const;
     // Returns 0 at end of stream. Errors: EAGAIN, ENOTCONN, the pending
     // error once (ECONNRESET, ETIMEDOUT...).
     Result<size_t> recv(SocketId id, Instant now, wire::MutByteSpan out, bool peek = false);

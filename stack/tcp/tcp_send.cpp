@@ -331,6 +331,15 @@ void TcpEngine::send_probe(Conn& c, Instant now) {
     emit(c, now, probe, {});
 }
 
+size_t TcpEngine::send_room(SocketId id) const {
+    const Conn* c = find_app(id);
+    if (c == nullptr || (c->state != TcpState::Established && c->state != TcpState::CloseWait) ||
+        c->snd_shutdown || c->error != 0) {
+        return 0;
+    }
+    return c->send_buffer.free_space();
+}
+
 Result<size_t> TcpEngine::send(SocketId id, Instant now, wire::ByteSpan data) {
     Conn* c = find_app(id);
     if (c == nullptr) {
