@@ -117,6 +117,13 @@ DeviceResult<std::unique_ptr<TapDevice>> TapDevice::open(const std::string& name
         }
         const unsigned offload = TUN_F_CSUM | TUN_F_TSO4;
         receive_offload = ::ioctl(fd.get(), TUNSETOFFLOAD, offload) == 0;
+    } else if (::ioctl(fd.get(), TUNSETOFFLOAD, 0u) < 0) {
+        // A persistent TAP keeps the offloads its last user set: without
+        // clearing them the kernel would go on sending partial checksums
+        // and 64 KiB super-frames to a reader that expects plain frames.
+        const int err = errno;
+        return device_fail(err, "TAP " + actual + ": cannot turn off the offloads a previous user set "
+                                                  "(TUNSETOFFLOAD 0): " + std::strerror(err));
     }
 
     auto info = query_interface(actual);

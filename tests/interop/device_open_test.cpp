@@ -75,6 +75,32 @@ TEST_F(DeviceOpen, MtuAndKernelMacComeFromTheInterface) {
     EXPECT_NE((*tap)->mac(), (*tap)->kernel_mac());
 }
 
+// A persistent TAP keeps the offloads its last user turned on. A reader
+// without them must clear them, or the kernel goes on sending it partial
+// checksums and 64 KiB super-frames (found as a hang: bench rr over the
+// same TAP with --offload off after a run with offloads).
+TEST_F(DeviceOpen, TapWithoutOffloadsClearsThoseAPreviousUserSet) {
+    ASSERT_NO_FATAL_FAILURE(must_run({"ip", "tuntap", "add", "dev", "ustap4", "mode", "tap"}));
+    auto tso = [&] {
+        const CommandResult r = netns_->run({"ethtool", "-k", "ustap4"});
+        EXPECT_TRUE(r.ok()) << r.describe();
+        return r.out.find("tcp-segmentation-offload: on") != std::string::npos;
+    };
+    {
+        auto with = netdev::TapDevice::open("ustap4");
+        ASSERT_TRUE(with) << with.error().message;
+        if (!tso()) {
+            GTEST_SKIP() << "this kernel refused TUNSETOFFLOAD: nothing to clear";
+        }
+    }
+    EXPECT_TRUE(tso()) << "the offloads outlive the fd on a persistent TAP";
+    netdev::TapOptions plain;
+    plain.offloads = false;
+    auto without = netdev::TapDevice::open("ustap4", plain);
+    ASSERT_TRUE(without) << without.error().message;
+    EXPECT_FALSE(tso());
+}
+
 TEST_F(DeviceOpen, MissingInterface) {
     netdev::TapOptions no_create;
     no_create.create = false;
