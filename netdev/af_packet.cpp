@@ -274,7 +274,7 @@ bool PacketDevice::send_out(std::span<const uint8_t> header, std::span<const uin
     return true;
 }
 
-bool PacketDevice::send(Instant now, std::span<const uint8_t> frame) {
+bool PacketDevice::send(Instant, std::span<const uint8_t> frame) {
     if (frame.size() > mtu_ + ethernet_header_len || frame.size() < ethernet_header_len) {
         ++stats_.tx_dropped;
         return false;
@@ -282,30 +282,17 @@ bool PacketDevice::send(Instant now, std::span<const uint8_t> frame) {
     if (!vnet_header_) {
         return send_out({}, frame, 1);
     }
-    // Join the segment to the held batch, or write the batch and start a
-    // new one with it; a frame that cannot join anything goes at once,
-    // after what was held (order kept).
-    if (gso_->append(frame)) {
-        return true;
-    }
-    flush(now);
-    if (gso_->start(frame)) {
-        return true;
-    }
-    static constexpr uint8_t no_offload[VirtioNetHdr::size] = {};
-    return send_out(no_offload, frame, 1);
+    return gso_->send(frame, [this](std::span<const uint8_t> header, std::span<const uint8_t> bytes, size_t n) {
+        return send_out(header, bytes, n);
+    }, stats_);
 }
 
 void PacketDevice::flush(Instant) {
-    if (!gso_ || gso_->empty()) {
-        return;
+    if (gso_) {
+        gso_->flush([this](std::span<const uint8_t> header, std::span<const uint8_t> bytes,
+                           size_t n) { return send_out(header, bytes, n); },
+                    stats_);
     }
-    const size_t segments = gso_->segments();
-    const std::span<const uint8_t> bytes = gso_->finish();
-    if (send_out(bytes.first(VirtioNetHdr::size), bytes.subspan(VirtioNetHdr::size), segments) && segments > 1) {
-        ++stats_.tx_gso_frames;
-    }
-    gso_->clear();
 }
 
 std::optional<Frame> PacketDevice::receive(Instant) {

@@ -168,4 +168,28 @@ void GsoCoalescer::clear() {
     first_ = Layout{};
 }
 
+bool GsoCoalescer::send(std::span<const uint8_t> frame, Writer write, DeviceStats& stats) {
+    if (append(frame)) {
+        return true;
+    }
+    flush(write, stats);
+    if (start(frame)) {
+        return true;
+    }
+    static constexpr uint8_t no_offload[VirtioNetHdr::size] = {};
+    return write(std::span<const uint8_t>(no_offload, std::min(vnet_hdr_len_, sizeof no_offload)), frame, 1);
+}
+
+void GsoCoalescer::flush(Writer write, DeviceStats& stats) {
+    if (empty()) {
+        return;
+    }
+    const size_t segments = segments_;
+    const std::span<const uint8_t> bytes = finish();
+    if (write(bytes.first(vnet_hdr_len_), bytes.subspan(vnet_hdr_len_), segments) && segments > 1) {
+        ++stats.tx_gso_frames;
+    }
+    clear();
+}
+
 }  // namespace ustack::netdev

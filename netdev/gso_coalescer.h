@@ -30,7 +30,9 @@
 #include <span>
 #include <vector>
 
+#include "netdev/netdev.h"
 #include "netdev/virtio_net_hdr.h"
+#include "stack/core/function_ref.h"
 
 namespace ustack::netdev {
 
@@ -58,6 +60,17 @@ public:
     // The batch as one frame preceded by its virtio-net header (GSO when it
     // holds two segments or more). Valid until clear() or the next start().
     std::span<const uint8_t> finish();
+    // What a device with offloads (TAP, AF_PACKET) does with each frame it
+    // is asked to send, through `write(vnet_header, frame, segments)`,
+    // which puts bytes on the wire and returns false when they did not go:
+    // join the frame to the batch; else write the batch and start a new
+    // one with the frame; else write the frame alone after the batch (order
+    // kept). False when a write failed.
+    using Writer = FunctionRef<bool(std::span<const uint8_t>, std::span<const uint8_t>, size_t)>;
+    bool send(std::span<const uint8_t> frame, Writer write, DeviceStats& stats);
+    // Writes the held batch, if any (NetDev::flush()).
+    void flush(Writer write, DeviceStats& stats);
+
     // The header finish() wrote (for tests).
     VirtioNetHdr header() const { return header_; }
     void clear();

@@ -182,7 +182,7 @@ bool TapDevice::write_out(std::span<const uint8_t> header, std::span<const uint8
     return true;
 }
 
-bool TapDevice::send(Instant now, std::span<const uint8_t> frame) {
+bool TapDevice::send(Instant, std::span<const uint8_t> frame) {
     if (frame.size() > mtu_ + ethernet_header_len || frame.size() < ethernet_header_len) {
         ++stats_.tx_dropped;
         return false;
@@ -190,30 +190,17 @@ bool TapDevice::send(Instant now, std::span<const uint8_t> frame) {
     if (!vnet_header_) {
         return write_out({}, frame, 1);
     }
-    // Join the segment to the held batch, or write the batch and start a
-    // new one with it; a frame that cannot join anything goes at once,
-    // after what was held (order kept).
-    if (gso_->append(frame)) {
-        return true;
-    }
-    flush(now);
-    if (gso_->start(frame)) {
-        return true;
-    }
-    static constexpr uint8_t no_offload[VirtioNetHdr::size] = {};
-    return write_out(no_offload, frame, 1);
+    return gso_->send(frame, [this](std::span<const uint8_t> header, std::span<const uint8_t> bytes, size_t n) {
+        return write_out(header, bytes, n);
+    }, stats_);
 }
 
 void TapDevice::flush(Instant) {
-    if (!gso_ || gso_->empty()) {
-        return;
+    if (gso_) {
+        gso_->flush([this](std::span<const uint8_t> header, std::span<const uint8_t> bytes,
+                           size_t n) { return write_out(header, bytes, n); },
+                    stats_);
     }
-    const size_t segments = gso_->segments();
-    const std::span<const uint8_t> bytes = gso_->finish();
-    if (write_out(bytes.first(VirtioNetHdr::size), bytes.subspan(VirtioNetHdr::size), segments) && segments > 1) {
-        ++stats_.tx_gso_frames;
-    }
-    gso_->clear();
 }
 
 std::optional<Frame> TapDevice::receive(Instant) {
