@@ -386,10 +386,20 @@ uint32_t host_capabilities() {
     {
         HostLink& l = link();
         std::lock_guard<std::mutex> guard(l.mutex);
+        // Connecting says Hello (host_fd_locked), and its answer is the
+        // capabilities: a second Hello would be one more round trip on
+        // every program's first bind/connect/listen.
+        std::string message;
+        if (!l.have_hello && host_fd_locked(&message) < 0) {
+            message_once(host_warned, "cannot reach the ustack host for " + config().device + ": " + message);
+            return 0;
+        }
         if (l.have_hello) {
             return l.capabilities;
         }
     }
+    // Connected, but the Hello got no answer (the host went away): ask
+    // again through call_host, which reconnects once.
     Request hello;
     hello.op = Op::Hello;
     Reply reply;
