@@ -75,7 +75,11 @@ public:
     bool send(Instant now, std::span<const uint8_t> frame) override;
     void flush(Instant now) override;
     bool has_pending_tx() const override { return gso_ && !gso_->empty(); }
+    // receive() returns a copy with every checksum complete; receive_view()
+    // lends the frame in the batch buffer recvmmsg() filled, with a partial
+    // checksum left partial.
     std::optional<Frame> receive(Instant now) override;
+    std::optional<RxFrame> receive_view(Instant now) override;
     int poll_fd() const override { return fd_; }
     size_t mtu() const override { return mtu_; }
     wire::MacAddress mac() const override { return mac_; }
@@ -108,7 +112,9 @@ private:
     // One send of `header` (may be empty) then `frame`; counts `frames`
     // segments in the stats.
     bool send_out(std::span<const uint8_t> header, std::span<const uint8_t> frame, size_t frames);
-    // Reads one batch into rx_queue_; false when nothing was waiting.
+    // Reads one batch into rx_queue_ (views of the batch buffers, which the
+    // next batch overwrites: called only once the queue is empty); false
+    // when nothing was waiting.
     bool fill_queue();
 
     struct RxBatch;  // recvmmsg buffers, defined in the .cpp
@@ -122,7 +128,7 @@ private:
     bool vnet_header_;
     std::unique_ptr<GsoCoalescer> gso_;  // set when vnet_header_
     std::unique_ptr<RxBatch> rx_;
-    std::deque<Frame> rx_queue_;
+    std::deque<RxFrame> rx_queue_;
     DeviceStats stats_;
     uint64_t checksums_completed_ = 0;
     uint64_t rx_filtered_ = 0;

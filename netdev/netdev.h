@@ -15,6 +15,40 @@ namespace ustack::netdev {
 
 using Frame = std::vector<uint8_t>;
 
+// What the device vouches for about a received frame's TCP/UDP checksum:
+// Linux's skb->ip_summed on receive (include/linux/skbuff.h).
+enum class RxChecksum : uint8_t {
+    // CHECKSUM_NONE: nothing known; the stack verifies it (and drops and
+    // counts a bad one). Every frame of the in-memory pair, and every frame
+    // that came without a virtio-net header.
+    none,
+    // CHECKSUM_UNNECESSARY (VIRTIO_NET_HDR_F_DATA_VALID): the checksum was
+    // verified below us; the stack skips verifying it.
+    unnecessary,
+    // CHECKSUM_PARTIAL (VIRTIO_NET_HDR_F_NEEDS_CSUM): the frame never left
+    // this machine (the local kernel built it and left the checksum to
+    // "hardware"), so its data cannot be corrupt; the stack skips verifying
+    // it, as skb_csum_unnecessary() does. The checksum field holds only the
+    // pseudo-header sum: complete_rx_checksum() makes it a real one for
+    // whoever needs it (a pcap), nothing in the stack reads it.
+    partial,
+};
+
+// A received frame lent by the device (NetDev::receive_view): the bytes
+// stay valid until the next receive()/receive_view() call on that device.
+// Writable: completing a partial checksum (or an in-place parser) may
+// change them.
+struct RxFrame {
+    std::span<uint8_t> bytes;
+    RxChecksum checksum = RxChecksum::none;
+    // partial: the sum covers bytes[csum_start, end) and goes at
+    // csum_start + csum_offset (virtio_net_hdr's fields, checked by the
+    // device to be the TCP/UDP checksum field of an unfragmented IPv4
+    // packet, so the stack may trust it).
+    uint16_t csum_start = 0;
+    uint16_t csum_offset = 0;
+};
+
 struct DeviceStats {
     uint64_t tx_frames = 0;
     uint64_t tx_bytes = 0;
@@ -23,11 +57,15 @@ struct DeviceStats {
     uint64_t tx_dropped = 0;  // device queue full, oversized frame...
     // Offloads (TAP IFF_VNET_HDR, AF_PACKET PACKET_VNET_HDR): frames written
     // that carried several TCP segments (tx_frames counts the segments),
-    // super-frames received (up to 64 KiB, one of rx_frames each), and
-    // received frames whose partial checksum we completed.
+    // super-frames received (up to 64 KiB, one of rx_frames each),
+    // received frames whose partial checksum we completed (summing the
+    // whole frame), and received frames whose checksum the kernel vouched
+    // for (NEEDS_CSUM or DATA_VALID) and which went to the stack with that
+    // flag instead (RxChecksum partial or unnecessary: never summed).
     uint64_t tx_gso_frames = 0;
     uint64_t rx_gso_frames = 0;
     uint64_t rx_checksums_completed = 0;
+    uint64_t rx_checksums_trusted = 0;
 };
 
 class NetDev {
@@ -45,8 +83,22 @@ public:
     virtual void flush(Instant) {}
     // True while send() holds frames that flush() has not written yet.
     virtual bool has_pending_tx() const { return false; }
-    // Takes the next received frame that is due at `now`, if any.
+    // Takes the next received frame that is due at `now`, if any, as a
+    // frame whose checksums are all real (a partial one completed).
     virtual std::optional<Frame> receive(Instant now) = 0;
+    // The same frame lent instead of copied, with what the device knows of
+    // its L4 checksum (a partial one left partial). Stack::poll() uses
+    // this. The default lends what receive() returned (checksum: none);
+    // TAP and AF_PACKET override it to skip a copy and the checksum work.
+    // A wrapper must forward it or leave the default (never both halves).
+    virtual std::optional<RxFrame> receive_view(Instant now) {
+        std::optional<Frame> frame = receive(now);
+        if (!frame) {
+            return std::nullopt;
+        }
+        lent_rx_frame_ = std::move(*frame);
+        return RxFrame{std::span<uint8_t>(lent_rx_frame_), RxChecksum::none, 0, 0};
+    }
     // When a frame not yet due will become receivable (delayed delivery in
     // simulation); nullopt when nothing is pending or the device is real.
     virtual std::optional<Instant> next_arrival() const { return std::nullopt; }
@@ -59,6 +111,14 @@ public:
     virtual size_t mtu() const = 0;
     virtual wire::MacAddress mac() const = 0;
     virtual const DeviceStats& stats() const = 0;
+
+private:
+    Frame lent_rx_frame_;  // the default receive_view()'s frame
 };
+
+// Turns a lent frame's partial checksum into the real one (what
+// skb_checksum_help() does), in place; then the frame is `none`-safe.
+// Does nothing to other frames. Defined in virtio_net_hdr.cpp.
+void complete_rx_checksum(RxFrame& frame);
 
 }  // namespace ustack::netdev

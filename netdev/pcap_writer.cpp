@@ -78,6 +78,15 @@ std::optional<Frame> PcapWriter::receive(Instant now) {
     return frame;
 }
 
+std::optional<RxFrame> PcapWriter::receive_view(Instant now) {
+    auto frame = inner_->receive_view(now);
+    if (frame) {
+        complete_rx_checksum(*frame);
+        write_record(now, frame->bytes);
+    }
+    return frame;
+}
+
 int PcapWriter::write_global_header() {
     std::array<uint8_t, PcapFormat::global_header_len> header{};
     put_le32(&header[0], PcapFormat::magic_microseconds);

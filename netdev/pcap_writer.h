@@ -4,7 +4,7 @@
 // Wireshark and tshark. With device offloads the capture shows what the
 // stack handed to and got from the device: the MSS-sized segments it sent
 // (recorded before the device joins them into one GSO frame) and the
-// received super-frames as they came (up to 64 KiB, checksums completed).
+// received super-frames as they came (up to 64 KiB, checksums completed for the capture).
 // Timestamps are the `now` passed to send/receive, so
 // a simulated run yields a reproducible capture.
 #include <cstdint>
@@ -54,6 +54,11 @@ public:
     // packet taps (dev_queue_xmit_nit), the capture shows what went on the wire.
     bool send(Instant now, std::span<const uint8_t> frame) override;
     std::optional<Frame> receive(Instant now) override;
+    // A frame the inner device lends with a partial checksum (offloads) is
+    // completed in place before it is recorded, so the capture shows the
+    // checksum a NIC would have written: the only case where the stack's
+    // receive path sums such a frame.
+    std::optional<RxFrame> receive_view(Instant now) override;
     std::optional<Instant> next_arrival() const override { return inner_->next_arrival(); }
     int poll_fd() const override { return inner_->poll_fd(); }
     size_t mtu() const override { return inner_->mtu(); }

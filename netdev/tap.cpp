@@ -203,7 +203,7 @@ void TapDevice::flush(Instant) {
     }
 }
 
-std::optional<Frame> TapDevice::receive(Instant) {
+std::optional<RxFrame> TapDevice::receive_view(Instant) {
     for (;;) {
         const ssize_t n = ::read(fd_, rx_buffer_.data(), rx_buffer_.size());
         if (n < 0) {
@@ -218,24 +218,31 @@ std::optional<Frame> TapDevice::receive(Instant) {
         if (n == 0) {
             return std::nullopt;
         }
-        size_t skip = 0;
-        std::optional<VirtioNetHdr> header;
-        if (vnet_header_) {
-            header = VirtioNetHdr::decode(std::span<const uint8_t>(rx_buffer_.data(), static_cast<size_t>(n)));
-            if (!header) {
-                ++stats_.rx_frames;  // too short to be anything; the stack counts it
-                return Frame(rx_buffer_.begin(), rx_buffer_.begin() + n);
-            }
-            skip = VirtioNetHdr::size;
-        }
-        Frame frame(rx_buffer_.begin() + static_cast<long>(skip), rx_buffer_.begin() + n);
-        if (header) {
-            accept_offloaded(*header, frame, stats_);
-        }
+        const std::span<uint8_t> read(rx_buffer_.data(), static_cast<size_t>(n));
         ++stats_.rx_frames;
+        if (!vnet_header_) {
+            stats_.rx_bytes += read.size();
+            return RxFrame{read, RxChecksum::none, 0, 0};
+        }
+        const std::optional<VirtioNetHdr> header = VirtioNetHdr::decode(read);
+        if (!header) {
+            return RxFrame{read, RxChecksum::none, 0, 0};  // too short to be anything; the stack counts it
+        }
+        // Lent in place, after the header: the stack reads it from the
+        // buffer the kernel wrote (no copy; the next read reuses it).
+        const std::span<uint8_t> frame = read.subspan(VirtioNetHdr::size);
         stats_.rx_bytes += frame.size();
-        return frame;
+        return accept_offloaded(*header, frame, stats_);
     }
+}
+
+std::optional<Frame> TapDevice::receive(Instant now) {
+    std::optional<RxFrame> lent = receive_view(now);
+    if (!lent) {
+        return std::nullopt;
+    }
+    complete_rx_checksum(*lent);
+    return Frame(lent->bytes.begin(), lent->bytes.end());
 }
 
 }  // namespace ustack::netdev

@@ -66,7 +66,10 @@ public:
     bool has_pending_tx() const override { return gso_ && !gso_->empty(); }
     // Reads one frame, nullopt when none is waiting (EAGAIN). Never blocks.
     // With offloads it may be a TCP super-frame larger than the MTU.
+    // receive() returns a copy with every checksum complete; receive_view()
+    // lends the read buffer itself, with a partial checksum left partial.
     std::optional<Frame> receive(Instant now) override;
+    std::optional<RxFrame> receive_view(Instant now) override;
     int poll_fd() const override { return fd_; }
     size_t mtu() const override { return mtu_; }
     wire::MacAddress mac() const override { return mac_; }

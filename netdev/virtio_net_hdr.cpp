@@ -2,6 +2,10 @@
 
 #include "stack/wire/bytes.h"
 #include "stack/wire/checksum.h"
+#include "stack/wire/ethernet.h"
+#include "stack/wire/ipv4.h"
+#include "stack/wire/tcp.h"
+#include "stack/wire/udp.h"
 
 namespace ustack::netdev {
 
@@ -55,12 +59,56 @@ bool complete_partial_checksum(std::span<uint8_t> frame, uint16_t csum_start, ui
     return true;
 }
 
-void accept_offloaded(const VirtioNetHdr& header, std::span<uint8_t> frame, DeviceStats& stats) {
+bool partial_checksum_is_l4(std::span<const uint8_t> frame, uint16_t csum_start, uint16_t csum_offset) {
+    constexpr size_t eth = wire::EthernetRepr::header_len;
+    if (frame.size() < eth + wire::Ipv4Repr::header_len ||
+        wire::read_u16(frame, 12) != static_cast<uint16_t>(wire::EtherType::Ipv4)) {
+        return false;
+    }
+    const std::span<const uint8_t> ip = frame.subspan(eth);
+    const size_t ihl = size_t{static_cast<uint8_t>(ip[0] & 0x0f)} * 4;
+    const size_t total = wire::read_u16(ip, wire::Ipv4Repr::LENGTH.start);
+    const uint16_t flags_offset = wire::read_u16(ip, wire::Ipv4Repr::FLG_OFF.start);
+    if ((ip[0] >> 4) != 4 || ihl < wire::Ipv4Repr::header_len || total < ihl || total > ip.size() ||
+        (flags_offset & 0x3fff) != 0 || csum_start != eth + ihl) {
+        return false;
+    }
+    const size_t l4_len = total - ihl;
+    switch (ip[wire::Ipv4Repr::PROTOCOL.start]) {
+    case static_cast<uint8_t>(wire::IpProtocol::Tcp):
+        return csum_offset == wire::TcpRepr::CHECKSUM.start && l4_len >= wire::TcpRepr::min_header_len;
+    case static_cast<uint8_t>(wire::IpProtocol::Udp):
+        return csum_offset == wire::UdpRepr::CHECKSUM.start && l4_len >= wire::UdpRepr::header_len;
+    default:
+        return false;
+    }
+}
+
+RxFrame accept_offloaded(const VirtioNetHdr& header, std::span<uint8_t> frame, DeviceStats& stats) {
+    RxFrame out{frame, RxChecksum::none, 0, 0};
     if (header.is_gso()) {
         ++stats.rx_gso_frames;
     }
-    if (header.needs_csum() && complete_partial_checksum(frame, header.csum_start, header.csum_offset)) {
-        ++stats.rx_checksums_completed;
+    if (header.needs_csum()) {
+        if (partial_checksum_is_l4(frame, header.csum_start, header.csum_offset)) {
+            out.checksum = RxChecksum::partial;
+            out.csum_start = header.csum_start;
+            out.csum_offset = header.csum_offset;
+            ++stats.rx_checksums_trusted;
+        } else if (complete_partial_checksum(frame, header.csum_start, header.csum_offset)) {
+            ++stats.rx_checksums_completed;
+        }
+    } else if (header.data_valid()) {
+        out.checksum = RxChecksum::unnecessary;
+        ++stats.rx_checksums_trusted;
+    }
+    return out;
+}
+
+void complete_rx_checksum(RxFrame& frame) {
+    if (frame.checksum == RxChecksum::partial &&
+        complete_partial_checksum(frame.bytes, frame.csum_start, frame.csum_offset)) {
+        frame.checksum = RxChecksum::unnecessary;  // complete and still vouched for
     }
 }
 

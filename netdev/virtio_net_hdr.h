@@ -42,6 +42,7 @@ struct VirtioNetHdr {
     uint16_t csum_offset = 0;  // of the checksum field within the L4 header
 
     bool needs_csum() const { return (flags & flag_needs_csum) != 0; }
+    bool data_valid() const { return (flags & flag_data_valid) != 0; }
     bool is_gso() const { return gso_type != gso_none; }
 
     // nullopt when `bytes` is shorter than the header.
@@ -59,11 +60,25 @@ struct VirtioNetHdr {
 // fit in the frame.
 bool complete_partial_checksum(std::span<uint8_t> frame, uint16_t csum_start, uint16_t csum_offset);
 
-// Turns a received frame and its header into what the stack expects, an
-// ordinary (if large) packet: completes a partial checksum and counts
-// super-frames and completions in `stats`. A super-frame's IPv4 total
-// length already covers all of it (the sender's TCP built it whole), so it
-// needs nothing else.
-void accept_offloaded(const VirtioNetHdr& header, std::span<uint8_t> frame, DeviceStats& stats);
+// True when csum_start/csum_offset name the checksum field of the TCP or
+// UDP header of an unfragmented IPv4 packet in this Ethernet frame: the
+// only partial checksum the stack may take as verified without looking
+// (it then reads nothing that the offsets would have misplaced).
+bool partial_checksum_is_l4(std::span<const uint8_t> frame, uint16_t csum_start, uint16_t csum_offset);
+
+// Turns a received frame and its header into what the stack takes: an
+// ordinary (if large) packet and what the kernel vouches for about its
+// L4 checksum (virtio_net_hdr_from_skb() on the kernel side wrote
+// NEEDS_CSUM for CHECKSUM_PARTIAL, DATA_VALID for CHECKSUM_UNNECESSARY):
+// - NEEDS_CSUM naming the TCP/UDP checksum field: RxChecksum::partial,
+//   left partial (the frame never left this machine; summing it would
+//   only be checked again by nobody). Any other NEEDS_CSUM: completed here
+//   (skb_checksum_help) and `none`, so the stack verifies it as usual.
+// - DATA_VALID: RxChecksum::unnecessary.
+// - neither: `none`.
+// Counts super-frames, completions and trusted checksums in `stats`. A
+// super-frame's IPv4 total length already covers all of it (the sender's
+// TCP built it whole), so it needs nothing else.
+RxFrame accept_offloaded(const VirtioNetHdr& header, std::span<uint8_t> frame, DeviceStats& stats);
 
 }  // namespace ustack::netdev

@@ -98,12 +98,18 @@ size_t Stack::poll(Instant now) {
     for (size_t n = loopback_.size(); n > 0; --n) {
         Frame packet = std::move(loopback_.front());
         loopback_.pop_front();
-        process_ipv4(now, packet, true);
+        process_ipv4(now, packet, true, wire::L4Checksum::verify);
     }
-    while (auto frame = device_.receive(now)) {
+    // Frames lent by the device (no copy): each is done with before the
+    // next receive_view() call reuses its buffer.
+    while (auto frame = device_.receive_view(now)) {
         ++frames;
         counters_.add(Counter::rx_frames);
-        process_frame(now, *frame);
+        // CHECKSUM_UNNECESSARY or CHECKSUM_PARTIAL (a local kernel's frame
+        // that never crossed a wire): skb_csum_unnecessary(), not summed.
+        const wire::L4Checksum check =
+            frame->checksum == netdev::RxChecksum::none ? wire::L4Checksum::verify : wire::L4Checksum::trusted;
+        process_frame(now, frame->bytes, check);
     }
     run_timers(now);
     // Segments the device held to join them (GSO) leave now: nothing sent
@@ -167,7 +173,7 @@ void Stack::run_timers(Instant now) {
     }
 }
 
-void Stack::process_frame(Instant now, wire::ByteSpan bytes) {
+void Stack::process_frame(Instant now, wire::ByteSpan bytes, wire::L4Checksum check) {
     auto frame = wire::parse_ethernet(bytes);
     if (!frame) {
         counters_.add(Counter::drop_eth_truncated);
@@ -189,7 +195,7 @@ void Stack::process_frame(Instant now, wire::ByteSpan bytes) {
         process_arp(now, frame->payload);
         break;
     case static_cast<uint16_t>(wire::EtherType::Ipv4):
-        process_ipv4(now, frame->payload, false);
+        process_ipv4(now, frame->payload, false, check);
         break;
     default:
         counters_.add(Counter::drop_eth_unknown_type);
@@ -231,7 +237,7 @@ void Stack::process_arp(Instant now, wire::ByteSpan payload) {
     }
 }
 
-void Stack::process_ipv4(Instant now, wire::ByteSpan bytes, bool from_loopback) {
+void Stack::process_ipv4(Instant now, wire::ByteSpan bytes, bool from_loopback, wire::L4Checksum check) {
     auto parsed = wire::parse_ipv4(bytes);
     if (!parsed) {
         switch (parsed.error()) {
@@ -274,13 +280,16 @@ void Stack::process_ipv4(Instant now, wire::ByteSpan bytes, bool from_loopback) 
         Frame whole(ip_len + outcome.payload.size());
         outcome.header->emit(whole);
         std::copy(outcome.payload.begin(), outcome.payload.end(), whole.begin() + ip_len);
-        deliver(now, *outcome.header, wire::ByteSpan(whole).subspan(ip_len), whole);
+        // Reassembled: verified whatever a fragment's device said (no
+        // partial checksum spans fragments).
+        deliver(now, *outcome.header, wire::ByteSpan(whole).subspan(ip_len), whole, wire::L4Checksum::verify);
         return;
     }
-    deliver(now, header, parsed->payload, raw_packet);
+    deliver(now, header, parsed->payload, raw_packet, check);
 }
 
-void Stack::deliver(Instant now, const wire::Ipv4Repr& header, wire::ByteSpan payload, wire::ByteSpan raw_packet) {
+void Stack::deliver(Instant now, const wire::Ipv4Repr& header, wire::ByteSpan payload, wire::ByteSpan raw_packet,
+                    wire::L4Checksum check) {
     counters_.add(Counter::ip_packets_in);
     const bool broadcast = header.dst != config_.address.address;
     switch (header.protocol) {
@@ -288,7 +297,10 @@ void Stack::deliver(Instant now, const wire::Ipv4Repr& header, wire::ByteSpan pa
         process_icmp(now, header, payload);
         break;
     case static_cast<uint8_t>(wire::IpProtocol::Udp):
-        if (udp_.input(header, payload, broadcast) == udp::UdpLayer::InputResult::NoSocket && !broadcast) {
+        // (A trusted NEEDS_CSUM datagram is quoted with its partial UDP
+        // checksum, as Linux's icmp_send() quotes the skb as it is: no
+        // receiver checks a quoted checksum.)
+        if (udp_.input(header, payload, broadcast, check) == udp::UdpLayer::InputResult::NoSocket && !broadcast) {
             send_icmp_error(now, raw_packet, header, wire::IcmpType::DstUnreachable,
                             static_cast<uint8_t>(wire::IcmpUnreachCode::PortUnreachable));
         }
@@ -299,7 +311,7 @@ void Stack::deliver(Instant now, const wire::Ipv4Repr& header, wire::ByteSpan pa
         } else if (tcp_ == nullptr) {
             counters_.add(Counter::drop_tcp_no_handler);
         } else {
-            tcp_->input(now, header, payload);
+            tcp_->input(now, header, payload, check);
         }
         break;
     default:

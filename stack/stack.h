@@ -22,6 +22,7 @@
 #include "stack/ports/port_manager.h"
 #include "stack/udp/udp_layer.h"
 #include "stack/wire/arp.h"
+#include "stack/wire/checksum.h"
 #include "stack/wire/icmpv4.h"
 #include "stack/wire/ipv4.h"
 
@@ -48,8 +49,10 @@ struct StackConfig {
 class TransportHandler {
 public:
     virtual ~TransportHandler() = default;
-    // A segment for a local address (checksum not yet verified).
-    virtual void input(Instant now, const wire::Ipv4Repr& ip, wire::ByteSpan segment) = 0;
+    // A segment for a local address, its checksum not yet verified:
+    // `check` says whether it must be (verify) or the device vouched for
+    // it (trusted: a partial checksum may sit in the field).
+    virtual void input(Instant now, const wire::Ipv4Repr& ip, wire::ByteSpan segment, wire::L4Checksum check) = 0;
     // An ICMP error (or a local ARP failure) about a packet we sent:
     // quoted header and at least the first 8 bytes of its payload.
     virtual void icmp_error(Instant now, const wire::Ipv4Repr& quoted_ip, wire::ByteSpan quoted_payload,
@@ -109,10 +112,13 @@ public:
 private:
     using Frame = std::vector<uint8_t>;
 
-    void process_frame(Instant now, wire::ByteSpan frame);
+    // `check`: what the device vouched for about the TCP/UDP checksum
+    // (trusted only for an unfragmented packet straight from the device).
+    void process_frame(Instant now, wire::ByteSpan frame, wire::L4Checksum check);
     void process_arp(Instant now, wire::ByteSpan payload);
-    void process_ipv4(Instant now, wire::ByteSpan packet, bool from_loopback);
-    void deliver(Instant now, const wire::Ipv4Repr& header, wire::ByteSpan payload, wire::ByteSpan raw_packet);
+    void process_ipv4(Instant now, wire::ByteSpan packet, bool from_loopback, wire::L4Checksum check);
+    void deliver(Instant now, const wire::Ipv4Repr& header, wire::ByteSpan payload, wire::ByteSpan raw_packet,
+                 wire::L4Checksum check);
     void process_icmp(Instant now, const wire::Ipv4Repr& header, wire::ByteSpan message);
     void report_error(Instant now, wire::ByteSpan quoted_packet, int error, uint16_t mtu);
     void send_icmp_error(Instant now, wire::ByteSpan offending_packet, const wire::Ipv4Repr& offending,

@@ -5,9 +5,11 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,6 +27,10 @@ std::vector<uint8_t>& scratch() {
     static thread_local std::vector<uint8_t> buffer(256 * 1024);
     return buffer;
 }
+
+// Pieces of the engine's receive buffer (16 KiB chunks) handed to one
+// sendmsg(): up to 1 MiB, well under UIO_MAXIOV.
+constexpr size_t spans_per_send = 64;
 
 // Chunks moved per readiness event, so that one busy connection cannot
 // starve the others (the loop is level-triggered: the rest comes next).
@@ -199,11 +205,16 @@ void TcpHostSocket::push_to_app(Instant now) {
     if (role_ != Role::Connected || closed_ || app_full_ || peer_eof_sent_ || pair_dead_) {
         return;
     }
-    std::vector<uint8_t>& buf = scratch();
+    // Straight from the engine's receive buffer: sendmsg() over views of
+    // its contiguous pieces, then consume exactly what the kernel took
+    // (one copy, into the socketpair, where a scratch buffer made three:
+    // peek, send, read again to consume).
+    std::array<wire::ByteSpan, spans_per_send> spans;
+    std::array<iovec, spans_per_send> iov;
     // Until the engine is empty or the host end full: nothing else would
     // call again (no packet comes while the window is closed).
     for (;;) {
-        auto got = engine_.recv(id_, now, wire::MutByteSpan(buf.data(), buf.size()), true);
+        auto got = engine_.recv_spans(id_, spans);
         if (!got) {
             const int err = got.error().value;
             if (err == EAGAIN || err == ENOTCONN) {
@@ -212,28 +223,37 @@ void TcpHostSocket::push_to_app(Instant now) {
             fail_connection(err);  // ECONNRESET, ETIMEDOUT, EPIPE...
             return;
         }
-        if (*got == 0) {
+        if (got->bytes == 0) {
             // Peer FIN, after every byte: the app reads EOF.
             ::shutdown(fd_, SHUT_WR);
             peer_eof_sent_ = true;
             return;
         }
-        const ssize_t n = ::send(fd_, buf.data(), *got, MSG_DONTWAIT | MSG_NOSIGNAL);
+        for (size_t i = 0; i < got->count; ++i) {
+            iov[i] = iovec{const_cast<uint8_t*>(spans[i].data()), spans[i].size()};
+        }
+        msghdr msg{};
+        msg.msg_iov = iov.data();
+        msg.msg_iovlen = got->count;
+        const ssize_t n = ::sendmsg(fd_, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 app_full_ = true;
                 return;
+            }
+            if (errno == EINTR) {
+                continue;
             }
             if (app_closed_) {
                 return;  // left unread in the engine: the close resets, as Linux
             }
             // The app shut down reading (EPIPE): Linux keeps accepting and
             // drops nothing visible; we discard what it will never read.
-            (void)engine_.recv(id_, now, wire::MutByteSpan(buf.data(), *got), false);
+            engine_.recv_consume(id_, now, got->bytes);
             continue;
         }
-        (void)engine_.recv(id_, now, wire::MutByteSpan(buf.data(), static_cast<size_t>(n)), false);
-        if (static_cast<size_t>(n) < *got) {
+        engine_.recv_consume(id_, now, static_cast<size_t>(n));
+        if (static_cast<size_t>(n) < got->bytes) {
             app_full_ = true;
             return;
         }

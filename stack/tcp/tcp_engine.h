@@ -129,6 +129,21 @@ public:
     // Returns 0 at end of stream. Errors: EAGAIN, ENOTCONN, the pending
     // error once (ECONNRESET, ETIMEDOUT...).
     Result<size_t> recv(SocketId id, Instant now, wire::MutByteSpan out, bool peek = false);
+    // recv() without the copy, in two steps, for a caller that hands the
+    // bytes to the kernel (sendmsg from the receive buffer itself).
+    // recv_spans(): views of the oldest received bytes, at most
+    // spans.size() contiguous pieces of the receive buffer, nothing
+    // consumed; the views stay valid until the engine is next called.
+    // Same results as recv(): bytes > 0, or 0 at end of stream, or EAGAIN,
+    // ENOTCONN, the pending error once (ECONNRESET, ETIMEDOUT...).
+    // recv_consume(n): drops the first n of those bytes as recv() would
+    // have read them (window update, autotuning); n <= the bytes viewed.
+    struct ReceivedSpans {
+        size_t bytes = 0;  // covered by spans[0..count)
+        size_t count = 0;
+    };
+    Result<ReceivedSpans> recv_spans(SocketId id, std::span<wire::ByteSpan> spans);
+    void recv_consume(SocketId id, Instant now, size_t n);
     // Errors: EBADF, ENOTCONN.
     Result<void> shutdown(SocketId id, Instant now, ShutdownHow how);
     // close(2): the handle is gone; the connection finishes on its own
@@ -290,6 +305,12 @@ private:
     void event_data_received(Conn& c, Instant now, size_t len);
     void enter_quickack(Conn& c, unsigned count);
     void cleanup_rbuf(Conn& c, Instant now);
+    // What follows the app taking n bytes of the receive buffer (recv,
+    // recv_consume): autotuning, window update.
+    void after_app_read(Conn& c, Instant now, size_t n);
+    // recv()'s answer when the receive buffer is empty: 0 (end of
+    // stream) or an error.
+    Result<size_t> recv_nothing_held(Conn& c);
 
     // ---- tcp_send.cpp
     void transmit(Conn& c, Instant now);

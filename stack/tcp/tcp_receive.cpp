@@ -369,32 +369,76 @@ Result<size_t> TcpEngine::recv(SocketId id, Instant now, wire::MutByteSpan out, 
     if (!c->recv_buffer.empty() && !out.empty()) {
         const size_t n = peek ? c->recv_buffer.peek(0, out) : c->recv_buffer.read(out);
         if (!peek) {
-            touch(*c);
-            c->bytes_read += n;
-            rcv_space_adjust(*c, now, config_.window_scale_space);
-            cleanup_rbuf(*c, now);
-            finish();
+            after_app_read(*c, now, n);
         }
         return n;
     }
     if (out.empty()) {
         return size_t{0};
     }
-    if (c->done) {
+    return recv_nothing_held(*c);
+}
+
+void TcpEngine::after_app_read(Conn& c, Instant now, size_t n) {
+    touch(c);
+    c.bytes_read += n;
+    rcv_space_adjust(c, now, config_.window_scale_space);
+    cleanup_rbuf(c, now);
+    finish();
+}
+
+Result<size_t> TcpEngine::recv_nothing_held(Conn& c) {
+    if (c.done) {
         return size_t{0};
     }
-    if (c->error != 0) {
-        const int error = c->error;
-        c->error = 0;
+    if (c.error != 0) {
+        const int error = c.error;
+        c.error = 0;
         return fail(error);
     }
-    if (c->rcv_shutdown) {
+    if (c.rcv_shutdown) {
         return size_t{0};
     }
-    if (c->state == TcpState::Closed) {
+    if (c.state == TcpState::Closed) {
         return fail(ENOTCONN);
     }
     return fail(EAGAIN);
+}
+
+Result<TcpEngine::ReceivedSpans> TcpEngine::recv_spans(SocketId id, std::span<wire::ByteSpan> spans) {
+    Conn* c = find_app(id);
+    if (c == nullptr) {
+        return fail(EBADF);
+    }
+    if (c->state == TcpState::Listen) {
+        return fail(ENOTCONN);
+    }
+    if (spans.empty()) {
+        return ReceivedSpans{};  // as recv() into an empty buffer
+    }
+    if (c->recv_buffer.empty()) {
+        auto nothing = recv_nothing_held(*c);
+        if (!nothing) {
+            return fail(nothing.error().value);
+        }
+        return ReceivedSpans{};  // end of stream
+    }
+    ReceivedSpans got;
+    got.count = c->recv_buffer.readable_spans(0, spans);
+    for (size_t i = 0; i < got.count; ++i) {
+        got.bytes += spans[i].size();
+    }
+    return got;
+}
+
+void TcpEngine::recv_consume(SocketId id, Instant now, size_t n) {
+    Conn* c = find_app(id);
+    if (c == nullptr || n == 0) {
+        return;
+    }
+    n = std::min(n, c->recv_buffer.size());
+    c->recv_buffer.consume(n);
+    after_app_read(*c, now, n);
 }
 
 }  // namespace ustack::tcp

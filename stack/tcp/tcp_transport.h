@@ -56,7 +56,7 @@ public:
     const TcpTransportCounters& counters() const { return counters_; }
 
     // TransportHandler
-    void input(Instant now, const wire::Ipv4Repr& ip, wire::ByteSpan segment) override;
+    void input(Instant now, const wire::Ipv4Repr& ip, wire::ByteSpan segment, wire::L4Checksum check) override;
     void icmp_error(Instant now, const wire::Ipv4Repr& quoted_ip, wire::ByteSpan quoted_payload, int error,
                     uint16_t next_hop_mtu) override;
     void poll(Instant now) override;

@@ -269,8 +269,9 @@ void UdpLayer::enqueue(Socket& socket, const Endpoint& from, wire::ByteSpan payl
     counters_.add(Counter::udp_datagrams_in);
 }
 
-UdpLayer::InputResult UdpLayer::input(const wire::Ipv4Repr& ip, wire::ByteSpan udp_bytes, bool broadcast) {
-    auto parsed = wire::parse_udp(udp_bytes, ip.src, ip.dst);
+UdpLayer::InputResult UdpLayer::input(const wire::Ipv4Repr& ip, wire::ByteSpan udp_bytes, bool broadcast,
+                                      wire::L4Checksum check) {
+    auto parsed = wire::parse_udp(udp_bytes, ip.src, ip.dst, check);
     if (!parsed) {
         counters_.add(parsed.error() == wire::ParseError::BadChecksum ? Counter::drop_udp_bad_checksum
                                                                       : Counter::drop_udp_malformed);

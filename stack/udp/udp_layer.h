@@ -17,6 +17,7 @@
 #include "stack/core/time.h"
 #include "stack/ip/ipv4_output.h"
 #include "stack/ports/port_manager.h"
+#include "stack/wire/checksum.h"
 #include "stack/wire/ipv4.h"
 
 namespace ustack::udp {
@@ -80,7 +81,9 @@ public:
     enum class InputResult { Delivered, NoSocket, Dropped };
     // A UDP packet for a local address. NoSocket: the stack answers with
     // ICMP port unreachable (for unicast only).
-    InputResult input(const wire::Ipv4Repr& ip, wire::ByteSpan udp_bytes, bool broadcast);
+    // `check`: trusted when the device vouched for the checksum (not summed).
+    InputResult input(const wire::Ipv4Repr& ip, wire::ByteSpan udp_bytes, bool broadcast,
+                      wire::L4Checksum check = wire::L4Checksum::verify);
     // An ICMP error quoting one of our datagrams. Linux reports it only on
     // connected sockets (without IP_RECVERR), matching the full 4-tuple.
     void icmp_error(const wire::Ipv4Repr& quoted_ip, wire::ByteSpan quoted_payload, int error);

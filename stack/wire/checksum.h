@@ -6,6 +6,16 @@
 #include "stack/wire/bytes.h"
 #include "stack/wire/ipv4_address.h"
 
+namespace ustack::wire {
+
+// Whether a TCP/UDP parser must verify the checksum or may take it as
+// verified: `trusted` when the device vouched for the packet (Linux:
+// skb_csum_unnecessary() — CHECKSUM_UNNECESSARY, or CHECKSUM_PARTIAL from
+// a local sender — makes tcp_checksum_complete() and udp's check no-ops).
+enum class L4Checksum : uint8_t { verify, trusted };
+
+}  // namespace ustack::wire
+
 namespace ustack::wire::checksum {
 
 // Adds the bytes (as big-endian 16-bit words; an odd last byte is padded

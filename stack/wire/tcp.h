@@ -9,6 +9,7 @@
 
 #include "stack/core/expected.h"
 #include "stack/wire/bytes.h"
+#include "stack/wire/checksum.h"
 #include "stack/wire/ipv4_address.h"
 #include "stack/wire/seq.h"
 
@@ -96,7 +97,9 @@ struct TcpSegment {
 };
 
 // Checks data offset (>= 5, within the buffer), the checksum over the
-// pseudo-header, and the options' lengths.
-Expected<TcpSegment, ParseError> parse_tcp(ByteSpan segment, Ipv4Address src, Ipv4Address dst);
+// pseudo-header (unless `check` is trusted: the device vouched for it),
+// and the options' lengths.
+Expected<TcpSegment, ParseError> parse_tcp(ByteSpan segment, Ipv4Address src, Ipv4Address dst,
+                                           L4Checksum check = L4Checksum::verify);
 
 }  // namespace ustack::wire

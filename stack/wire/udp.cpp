@@ -38,7 +38,7 @@ void UdpRepr::emit(MutByteSpan buf, Ipv4Address src, Ipv4Address dst, ByteSpan p
     write_u16(buf, CHECKSUM.start, sum);
 }
 
-Expected<UdpDatagram, ParseError> parse_udp(ByteSpan segment, Ipv4Address src, Ipv4Address dst) {
+Expected<UdpDatagram, ParseError> parse_udp(ByteSpan segment, Ipv4Address src, Ipv4Address dst, L4Checksum check) {
     if (segment.size() < UdpRepr::header_len) {
         return make_unexpected(ParseError::Truncated);
     }
@@ -52,7 +52,7 @@ Expected<UdpDatagram, ParseError> parse_udp(ByteSpan segment, Ipv4Address src, I
         return make_unexpected(ParseError::Truncated);
     }
     const ByteSpan datagram = segment.first(length);
-    if (read_u16(segment, UdpRepr::CHECKSUM.start) != checksum_none) {
+    if (check == L4Checksum::verify && read_u16(segment, UdpRepr::CHECKSUM.start) != checksum_none) {
         const uint32_t pseudo = checksum::pseudo_header(src, dst, protocol_udp, length);
         if (!checksum::verify(datagram, pseudo)) {
             return make_unexpected(ParseError::BadChecksum);

@@ -4,6 +4,7 @@
 
 #include "stack/core/expected.h"
 #include "stack/wire/bytes.h"
+#include "stack/wire/checksum.h"
 #include "stack/wire/ipv4_address.h"
 
 namespace ustack::wire {
@@ -30,7 +31,9 @@ struct UdpDatagram {
 };
 
 // Length field must be >= 8 and <= segment.size(); checksum 0 means "none"
-// (accepted), anything else must verify.
-Expected<UdpDatagram, ParseError> parse_udp(ByteSpan segment, Ipv4Address src, Ipv4Address dst);
+// (accepted), anything else must verify (unless `check` is trusted: the
+// device vouched for it).
+Expected<UdpDatagram, ParseError> parse_udp(ByteSpan segment, Ipv4Address src, Ipv4Address dst,
+                                            L4Checksum check = L4Checksum::verify);
 
 }  // namespace ustack::wire

@@ -198,7 +198,7 @@ std::string KernelLinkTest::describe_state() const {
     const netdev::DeviceStats& s = device_->stats();
     out << "; device rx " << s.rx_frames << " frames, tx " << s.tx_frames << " frames, tx_dropped " << s.tx_dropped
         << ", tx_gso " << s.tx_gso_frames << ", rx_gso " << s.rx_gso_frames << ", rx_csum_completed "
-        << s.rx_checksums_completed;
+        << s.rx_checksums_completed << ", rx_csum_trusted " << s.rx_checksums_trusted;
     out << "; kernel side " << kernel_interface_counters();
     if (tcp_) {
         out << "; tcp counters:";
