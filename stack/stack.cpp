@@ -93,13 +93,7 @@ Stack::Stack(StackConfig config, netdev::NetDev& device, Random& random)
 
 size_t Stack::poll(Instant now) {
     size_t frames = 0;
-    // Loopback first: packets we sent ourselves since the last poll. Only
-    // what is queued now, so a reply to a looped packet waits a turn.
-    for (size_t n = loopback_.size(); n > 0; --n) {
-        Frame packet = std::move(loopback_.front());
-        loopback_.pop_front();
-        process_ipv4(now, packet, true, wire::L4Checksum::verify);
-    }
+    process_loopback(now);
     // Frames lent by the device (no copy): each is done with before the
     // next receive_view() call reuses its buffer.
     while (auto frame = device_.receive_view(now)) {
@@ -116,6 +110,22 @@ size_t Stack::poll(Instant now) {
     // in this round may wait for the next.
     device_.flush(now);
     return frames;
+}
+
+void Stack::poll_without_device(Instant now) {
+    process_loopback(now);
+    run_timers(now);
+    device_.flush(now);
+}
+
+void Stack::process_loopback(Instant now) {
+    // Packets we sent ourselves since the last poll. Only what is queued
+    // now, so a reply to a looped packet waits a turn.
+    for (size_t n = loopback_.size(); n > 0; --n) {
+        Frame packet = std::move(loopback_.front());
+        loopback_.pop_front();
+        process_ipv4(now, packet, true, wire::L4Checksum::verify);
+    }
 }
 
 void Stack::flush(Instant now) { device_.flush(now); }

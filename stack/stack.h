@@ -76,6 +76,11 @@ public:
     // Processes every frame due at now and every timer that has expired.
     // Returns the number of frames taken from the device.
     size_t poll(Instant now);
+    // poll() without reading the device: looped-back packets, timers and
+    // the frames held back for GSO. For a caller that reads the device
+    // only when its own poll says so (the host: epoll), so that no read
+    // is a syscall ending in EAGAIN.
+    void poll_without_device(Instant now);
     // When poll() must next run even if no frame arrives.
     std::optional<Instant> poll_at() const;
     // Writes frames the device holds back to join them (TCP segmentation
@@ -131,6 +136,7 @@ private:
     Result<void> send_frame(Instant now, wire::ByteSpan frame);
     Result<wire::Ipv4Address> next_hop_for(wire::Ipv4Address dst) const;
     void run_timers(Instant now);
+    void process_loopback(Instant now);
 
     StackConfig config_;
     netdev::NetDev& device_;

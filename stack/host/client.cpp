@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <memory>
+#include <new>
 
 extern char** environ;
 
@@ -48,10 +50,20 @@ int control_call(int control_fd, const Request& request, int pass_fd, Reply& rep
     if (send_with_fd(control_fd, &request, sizeof request, pass_fd) < 0) {
         return errno == EAGAIN ? ETIMEDOUT : errno;
     }
-    // Header and text arrive as one message.
-    static thread_local char buffer[sizeof(Reply) + max_reply_text];
+    // Header and text arrive as one message. Allocated on a thread's first
+    // call: a thread_local array would be static TLS of the preloaded
+    // library, which glibc zeroes (60 KB) in every thread any program
+    // under the shim creates.
+    constexpr size_t buffer_size = sizeof(Reply) + max_reply_text;
+    static thread_local std::unique_ptr<char[]> buffer;
+    if (!buffer) {
+        buffer.reset(new (std::nothrow) char[buffer_size]);
+        if (!buffer) {
+            return ENOMEM;
+        }
+    }
     int fd = -1;
-    const ssize_t n = recv_with_fd(control_fd, buffer, sizeof buffer, &fd);
+    const ssize_t n = recv_with_fd(control_fd, buffer.get(), buffer_size, &fd);
     if (n < 0) {
         return errno == EAGAIN ? ETIMEDOUT : errno;
     }
@@ -61,10 +73,10 @@ int control_call(int control_fd, const Request& request, int pass_fd, Reply& rep
         }
         return n == 0 ? ECONNRESET : EPROTO;
     }
-    std::memcpy(&reply, buffer, sizeof reply);
+    std::memcpy(&reply, buffer.get(), sizeof reply);
     if (text != nullptr) {
         const size_t len = std::min<size_t>(reply.text_len, static_cast<size_t>(n) - sizeof(Reply));
-        text->assign(buffer + sizeof(Reply), len);
+        text->assign(buffer.get() + sizeof(Reply), len);
     }
     if (received_fd != nullptr) {
         *received_fd = fd;

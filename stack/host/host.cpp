@@ -281,6 +281,10 @@ bool Host::idle() const {
 
 void Host::run() {
     epoll_event events[64];
+    // Busy poll (config_.busy_poll): until this instant the loop asks
+    // epoll without sleeping, so the next request or answer is taken
+    // without waiting for the scheduler to wake this thread.
+    std::optional<Instant> spin_until;
     while (!stopping_) {
         // The timerfd wakes us for stack timers; the idle check needs a
         // timeout of its own.
@@ -293,20 +297,33 @@ void Host::run() {
             const int check_ms = static_cast<int>(half_closed_check_interval.millis());
             timeout_ms = timeout_ms < 0 ? check_ms : std::min(timeout_ms, check_ms);
         }
-        const int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
+        const bool spinning = spin_until && monotonic_now() < *spin_until;
+        const int n = ::epoll_wait(epoll_fd_, events, 64, spinning ? 0 : timeout_ms);
         if (n < 0 && errno != EINTR) {
             log(LogLevel::Error, std::string("epoll_wait: ") + std::strerror(errno));
             break;
         }
         Instant now = monotonic_now();
+        // The device is read when epoll says it is readable, or when the
+        // timer fired (a device that delays frames, the impaired link,
+        // has no fd readiness: its next_arrival() is in poll_at()).
+        bool read_device = n == 0;  // a timeout: look at everything
+        if (spinning && n == 0) {
+            continue;  // nothing yet: stack timers and stop requests are events too
+        }
+        if (n > 0 && config_.busy_poll > Duration::zero()) {
+            spin_until = now + config_.busy_poll;
+        }
         for (int i = 0; i < std::max(n, 0); ++i) {
             const uint64_t kind = events[i].data.u64 >> 32;
             const int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
             const uint32_t ev = events[i].events;
             switch (kind) {
             case tag_device:
-                break;  // stack.poll() below reads the frames
+                read_device = true;  // after_activity() reads the frames
+                break;
             case tag_timer: {
+                read_device = true;
                 uint64_t expirations;
                 (void)!::read(timer_fd_, &expirations, sizeof expirations);
                 timer_armed_us_ = -1;  // fired: disarmed now
@@ -367,7 +384,7 @@ void Host::run() {
             last_half_closed_check_ = now;
             check_half_closed(now);
         }
-        after_activity(now);
+        after_activity(now, read_device);
 
         const int stop = stop_requested_.load();
         if (stop == 1) {
@@ -381,14 +398,14 @@ void Host::run() {
                 socket->on_process_exit(now);
                 mark_changed(fd);
             }
-            after_activity(monotonic_now());
+            after_activity(monotonic_now(), true);
             const Instant until = monotonic_now() + drain_linger_;
             uint64_t last_tx = device_->stats().tx_frames;
             Instant last_change = monotonic_now();
             while (monotonic_now() < until) {
                 epoll_event ev;
                 (void)::epoll_wait(epoll_fd_, &ev, 1, 5);
-                after_activity(monotonic_now());
+                after_activity(monotonic_now(), true);
                 if (device_->stats().tx_frames != last_tx) {
                     last_tx = device_->stats().tx_frames;
                     last_change = monotonic_now();
@@ -456,22 +473,43 @@ void Host::walk_changed(Instant now) {
     }
 }
 
-void Host::after_activity(Instant now) {
+void Host::after_activity(Instant now, bool read_device) {
     // Only sockets that changed are looked at: the engine's ready list
     // (data, FIN, room to send, state changes, errors, accept queue) and
     // the sockets the loop or an RPC touched. An idle connection costs
     // nothing per event, so opening n connections is O(n), not O(n²).
-    stack_->poll(now);
+    // The device is read when epoll (or the timer) said so, and right
+    // after sending while that pays (below): a read that finds nothing is
+    // a syscall ending in EAGAIN (1-2 µs each on this kind of virtual
+    // machine; rr made 2.7 of them per round trip). A frame that arrives
+    // meanwhile keeps the level-triggered device fd readable, so the next
+    // epoll_wait returns at once: never a stall, at worst one more trip.
+    if (read_device) {
+        stack_->poll(now);
+    } else {
+        stack_->poll_without_device(now);
+    }
     walk_changed(now);
     // Sending to the app may have made room for more stack output (not
-    // for UDP); a second poll sends what the socket calls queued. Frames
-    // that poll takes (a fast peer's answer to what was just sent: the
-    // echo of a request/response) need their sockets walked again, else
-    // their data waits in the engine until another frame or a timer wakes
-    // the loop (bench rr: 400 ms round trips). Bounded; always ends on a
-    // poll, so what the last walk queued is sent.
+    // for UDP), and the engine may list sockets again (a walk that left
+    // work, loopback): walk until nothing is listed. Bounded; always ends
+    // on a poll, so what the last walk queued is sent, and arm_timer()
+    // brings the loop back at once if the rounds run out with work left.
     for (int round = 0;; ++round) {
-        const bool more = stack_->poll(now) > 0 || tcp_->engine().has_ready() || !changed_.empty();
+        stack_->poll_without_device(now);
+        // A local peer often answers inside our own write (the kernel runs
+        // its receive path in the syscall: SYN → SYN-ACK, FIN → ACK), and
+        // reading at once takes that answer without an epoll_wait; a peer
+        // that must first be scheduled (a request's response) leaves the
+        // read empty. Which wins depends on the traffic: keep score.
+        bool took = false;
+        const uint64_t tx = device_->stats().tx_frames;
+        if (tx != tx_seen_ && eager_reads_.worthwhile()) {
+            took = stack_->poll(now) > 0;
+            eager_reads_.record(took);
+        }
+        tx_seen_ = device_->stats().tx_frames;
+        const bool more = took || tcp_->engine().has_ready() || !changed_.empty();
         if (!more || round == 16) {
             break;
         }
@@ -499,10 +537,14 @@ void Host::arm_timer() {
         spec.it_value.tv_sec = us / 1000000;
         spec.it_value.tv_nsec = (us % 1000000) * 1000;
     }
-    // Once per loop round, mostly with the same deadline: skip the syscall
-    // then (timer_armed_us_ is forgotten when the timer fires).
+    // Once per loop round; the deadline (delayed ACK, RTO) mostly moves
+    // later with every segment. A timer armed earlier than needed is left
+    // alone: it fires, the loop finds nothing due and arms it again, once
+    // per deadline instead of a syscall per segment (timer_armed_us_ is
+    // forgotten when the timer fires).
     const int64_t armed = spec.it_value.tv_sec * 1000000 + spec.it_value.tv_nsec / 1000;
-    if (armed != timer_armed_us_) {
+    const bool armed_earlier = timer_armed_us_ > 0 && (armed == 0 || timer_armed_us_ <= armed);
+    if (armed != timer_armed_us_ && !armed_earlier) {
         ::timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
         timer_armed_us_ = armed;
     }
@@ -565,9 +607,9 @@ void Host::reap_finished() {
     }
 }
 
-bool Host::app_end_alive(int host_fd) const {
+bool Host::app_end_alive(int host_fd) {
     auto it = app_inode_of_.find(host_fd);
-    return it != app_inode_of_.end() && unix_socket_exists(it->second);
+    return it != app_inode_of_.end() && liveness_.exists(it->second);
 }
 
 void Host::check_half_closed(Instant now) {
@@ -685,7 +727,7 @@ void Host::handle_control(ControlConnection& connection) {
         ::close(fd_out);
     }
     // The call may have queued output (connect, options) or input for the app.
-    after_activity(monotonic_now());
+    after_activity(monotonic_now(), false);
 }
 
 HostSocket* Host::socket_for_fd(int passed_fd) {
@@ -1059,6 +1101,7 @@ std::string Host::stats_text() const {
         << "device_tx_gso_frames " << d.tx_gso_frames << "\n"
         << "device_rx_gso_frames " << d.rx_gso_frames << "\n"
         << "device_rx_checksums_completed " << d.rx_checksums_completed << "\n"
+        << "device_rx_checksums_trusted " << d.rx_checksums_trusted << "\n"
         << "host_sockets " << sockets_.size() << "\n"
         << "host_control_connections " << connections_.size() << "\n"
         << "host_rpc_calls " << rpc_calls_ << "\n"

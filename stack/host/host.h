@@ -14,6 +14,7 @@
 // from any thread.
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -29,6 +30,7 @@
 #include "stack/host/host_socket.h"
 #include "stack/host/protocol.h"
 #include "stack/host/tcp_host_socket.h"
+#include "stack/host/unix_liveness.h"
 #include "stack/stack.h"
 #include "stack/tcp/tcp_transport.h"
 
@@ -105,7 +107,8 @@ private:
     HostSocket* socket_for_fd(int passed_fd);
     void add_socket(std::unique_ptr<HostSocket> socket);
     void sync_events(HostSocket& socket);
-    void after_activity(Instant now);
+    // read_device: epoll reported the device readable or the timer fired.
+    void after_activity(Instant now, bool read_device);
     // One pass over the sockets that may have changed: those the engine
     // lists (TcpEngine::take_ready), those with an fd event or an RPC
     // since the last pass, and every UDP socket (cheap: a readable check).
@@ -115,12 +118,23 @@ private:
     void reap_finished();
     void arm_timer();
     bool idle() const;
-    bool app_end_alive(int host_fd) const;
+    bool app_end_alive(int host_fd);
     void check_half_closed(Instant now);
     std::string status_text() const;
     std::string stats_text() const;
     std::string sockets_text() const;
     Reply sysctl(const std::string& argument, std::string& text);
+
+    // Whether reading the device right after sending finds the peer's
+    // answer often enough to pay for the reads that find nothing (see
+    // after_activity). A score of hits minus misses; below zero one read
+    // in 16 still tries, so a change of traffic is noticed.
+    struct EagerReadScore {
+        int score = 0;
+        uint32_t skipped = 0;
+        bool worthwhile() { return score >= 0 || ++skipped % 16 == 0; }
+        void record(bool hit) { score = std::clamp(score + (hit ? 1 : -1), -16, 16); }
+    };
 
     HostConfig config_;
     Options options_;
@@ -130,6 +144,8 @@ private:
     std::unique_ptr<tcp::TcpTransport> tcp_;  // attached to stack_; destroyed first
     int epoll_fd_ = -1;
     int timer_fd_ = -1;
+    EagerReadScore eager_reads_;
+    uint64_t tx_seen_ = 0;  // device tx_frames when after_activity() last looked
     int64_t timer_armed_us_ = -1;  // what timer_fd_ is armed for (0: disarmed), -1: unknown
     int wake_fd_ = -1;  // eventfd: stop requests from other threads
     int control_fd_ = -1;
@@ -138,6 +154,7 @@ private:
     std::unordered_map<int, uint32_t> registered_events_;          // host end fd → epoll mask
     std::unordered_map<ino_t, int> by_app_inode_;                   // app end inode → host end fd
     std::unordered_map<int, ino_t> app_inode_of_;                   // host end fd → app end inode
+    UnixLiveness liveness_;  // is an app end's inode still open (app_end_alive)
     uint64_t next_serial_ = 1;
     // Sockets created while the loop walks sockets_ (accepted connections)
     // join it afterwards.

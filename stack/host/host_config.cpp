@@ -12,6 +12,10 @@ std::string bad(std::string_view flag, std::string_view value, std::string_view 
            std::string(accepted) + ")";
 }
 
+// A second of spinning after every event is already a core given away;
+// more is a mistake, not a setting.
+constexpr int64_t max_busy_poll_us = 1000000;
+
 std::optional<int64_t> parse_int(std::string_view text) {
     int64_t v = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -40,6 +44,8 @@ const std::vector<SettingInfo>& HostConfig::settings() {
         {"pcap", "USTACK_PCAP", "", "FILE", "record every frame of the device to FILE"},
         {"offload", "USTACK_OFFLOAD", "", "on|off",
          "device offloads (TAP IFF_VNET_HDR, AF_PACKET PACKET_VNET_HDR): 64 KiB TCP frames both ways"},
+        {"busy-poll", "USTACK_BUSY_POLL", "", "USEC",
+         "after an event keep polling for USEC microseconds before sleeping (Linux net.core.busy_poll; 0: off)"},
         {"log", "USTACK_LOG", "", "error|warn|info|debug", "host log level"},
         {"idle-exit", "USTACK_IDLE_EXIT", "", "MS", "daemon: exit after MS without sockets or TIME_WAIT entries"},
     };
@@ -132,6 +138,14 @@ std::optional<std::string> HostConfig::set(std::string_view flag, std::string_vi
         offload = value == "on";
         return std::nullopt;
     }
+    if (flag == "busy-poll") {
+        auto us = parse_int(value);
+        if (!us || *us < 0 || *us > max_busy_poll_us) {
+            return bad(flag, value, "microseconds, 0 to " + std::to_string(max_busy_poll_us));
+        }
+        busy_poll = Duration::from_micros(*us);
+        return std::nullopt;
+    }
     if (flag == "log") {
         for (LogLevel l : {LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug}) {
             if (value == log_level_name(l)) {
@@ -192,6 +206,9 @@ std::vector<std::pair<std::string, std::string>> HostConfig::to_environment() co
     }
     if (!offload) {
         env.emplace_back("USTACK_OFFLOAD", "off");
+    }
+    if (busy_poll > Duration::zero()) {
+        env.emplace_back("USTACK_BUSY_POLL", std::to_string(busy_poll.micros()));
     }
     env.emplace_back("USTACK_LOG", std::string(log_level_name(log)));
     env.emplace_back("USTACK_IDLE_EXIT", std::to_string(idle_exit.millis()));

@@ -36,6 +36,12 @@ struct HostConfig {
     // Device offloads (TapOptions/PacketOptions::offloads); off for a
     // capture of what the kernel would see segment by segment on receive.
     bool offload = true;
+    // After an event, the host keeps polling (epoll with no timeout) this
+    // long before it sleeps: Linux's net.core.busy_poll for the host's
+    // loop. What it saves is the wake-up of a sleeping host thread on each
+    // request and answer (rr, crr); what it costs is a core kept busy for
+    // that long after the last event. 0 (Linux's default): off.
+    Duration busy_poll = Duration::zero();
     LogLevel log = LogLevel::Warn;
     // Daemon: exit after this long with no socket and no TIME_WAIT entry.
     Duration idle_exit = Duration::from_secs(5);

@@ -16,49 +16,6 @@ namespace ustack::host {
 
 namespace {
 
-std::optional<bool> ask_sock_diag(ino_t inode) {
-    const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (fd < 0) {
-        return std::nullopt;
-    }
-    struct {
-        nlmsghdr header;
-        unix_diag_req request;
-    } message{};
-    message.header.nlmsg_len = sizeof message;
-    message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    message.header.nlmsg_flags = NLM_F_REQUEST;
-    message.request.sdiag_family = AF_UNIX;
-    message.request.udiag_states = ~0u;
-    message.request.udiag_ino = static_cast<uint32_t>(inode);
-    message.request.udiag_cookie[0] = ~0u;  // INET_DIAG_NOCOOKIE: any
-    message.request.udiag_cookie[1] = ~0u;
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    std::optional<bool> answer;
-    if (::sendto(fd, &message, sizeof message, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) ==
-        static_cast<ssize_t>(sizeof message)) {
-        alignas(nlmsghdr) char buffer[1024];
-        timeval timeout{1, 0};
-        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-        if (n >= static_cast<ssize_t>(sizeof(nlmsghdr))) {
-            const auto* reply = reinterpret_cast<const nlmsghdr*>(buffer);
-            if (reply->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-                answer = true;
-            } else if (reply->nlmsg_type == NLMSG_ERROR &&
-                       n >= static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr)))) {
-                const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(reply));
-                if (error->error == -ENOENT) {
-                    answer = false;
-                }
-            }
-        }
-    }
-    ::close(fd);
-    return answer;
-}
-
 std::optional<bool> ask_proc(ino_t inode) {
     FILE* f = std::fopen("/proc/net/unix", "re");
     if (f == nullptr) {
@@ -80,7 +37,71 @@ std::optional<bool> ask_proc(ino_t inode) {
 
 }  // namespace
 
-bool unix_socket_exists(ino_t inode) {
+UnixLiveness::~UnixLiveness() { close_netlink(); }
+
+void UnixLiveness::close_netlink() {
+    if (netlink_fd_ >= 0) {
+        ::close(netlink_fd_);
+        netlink_fd_ = -1;
+    }
+}
+
+std::optional<bool> UnixLiveness::ask_sock_diag(ino_t inode) {
+    if (netlink_fd_ < 0) {
+        netlink_fd_ = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+        if (netlink_fd_ < 0) {
+            return std::nullopt;
+        }
+        timeval timeout{1, 0};
+        ::setsockopt(netlink_fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    }
+    struct {
+        nlmsghdr header;
+        unix_diag_req request;
+    } message{};
+    message.header.nlmsg_len = sizeof message;
+    message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    message.header.nlmsg_flags = NLM_F_REQUEST;
+    message.header.nlmsg_seq = ++sequence_;
+    message.request.sdiag_family = AF_UNIX;
+    message.request.udiag_states = ~0u;
+    message.request.udiag_ino = static_cast<uint32_t>(inode);
+    message.request.udiag_cookie[0] = ~0u;  // INET_DIAG_NOCOOKIE: any
+    message.request.udiag_cookie[1] = ~0u;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (::sendto(netlink_fd_, &message, sizeof message, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) !=
+        static_cast<ssize_t>(sizeof message)) {
+        close_netlink();  // a fresh socket next time
+        return std::nullopt;
+    }
+    for (;;) {
+        alignas(nlmsghdr) char buffer[1024];
+        const ssize_t n = ::recv(netlink_fd_, buffer, sizeof buffer, 0);
+        if (n < static_cast<ssize_t>(sizeof(nlmsghdr))) {
+            // Timed out or failed: the socket may still get the answer
+            // later; a new one cannot confuse it with the next question.
+            close_netlink();
+            return std::nullopt;
+        }
+        const auto* reply = reinterpret_cast<const nlmsghdr*>(buffer);
+        if (reply->nlmsg_seq != sequence_) {
+            continue;  // the late answer to an earlier question
+        }
+        if (reply->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
+            return true;
+        }
+        if (reply->nlmsg_type == NLMSG_ERROR && n >= static_cast<ssize_t>(NLMSG_LENGTH(sizeof(nlmsgerr)))) {
+            const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(reply));
+            if (error->error == -ENOENT) {
+                return false;
+            }
+        }
+        return std::nullopt;
+    }
+}
+
+bool UnixLiveness::exists(ino_t inode) {
     if (auto a = ask_sock_diag(inode)) {
         return *a;
     }

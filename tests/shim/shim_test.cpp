@@ -268,6 +268,8 @@ TEST(UstackRunFlags, BadValuesAreRefusedBeforeTheProgramStarts) {
         {{"--time-wait", "-5"}, "--time-wait"},
         {{"--mode", "sideways"}, "--mode"},
         {{"--dev", "eth0"}, "--dev"},
+        {{"--busy-poll", "-1"}, "--busy-poll"},
+        {{"--busy-poll", "2000000"}, "--busy-poll"},
     };
     for (const BadFlag& c : cases) {
         std::vector<std::string> argv = {bin("ustack-run"), "--addr", "10.77.0.2/24"};
