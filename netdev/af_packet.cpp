@@ -306,14 +306,7 @@ std::optional<RxFrame> PacketDevice::receive_view(Instant) {
     return frame;
 }
 
-std::optional<Frame> PacketDevice::receive(Instant now) {
-    std::optional<RxFrame> lent = receive_view(now);
-    if (!lent) {
-        return std::nullopt;
-    }
-    complete_rx_checksum(*lent);
-    return Frame(lent->bytes.begin(), lent->bytes.end());
-}
+std::optional<Frame> PacketDevice::receive(Instant now) { return owned_copy(receive_view(now)); }
 
 bool PacketDevice::fill_queue() {
     std::vector<RxBatch::Slot>& slots = rx_->slots;

@@ -120,5 +120,8 @@ private:
 // skb_checksum_help() does), in place; then the frame is `none`-safe.
 // Does nothing to other frames. Defined in virtio_net_hdr.cpp.
 void complete_rx_checksum(RxFrame& frame);
+// receive() of a device that lends frames: the lent frame with its
+// checksum completed, copied out (the caller keeps it past the next read).
+std::optional<Frame> owned_copy(std::optional<RxFrame> lent);
 
 }  // namespace ustack::netdev

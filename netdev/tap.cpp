@@ -236,13 +236,6 @@ std::optional<RxFrame> TapDevice::receive_view(Instant) {
     }
 }
 
-std::optional<Frame> TapDevice::receive(Instant now) {
-    std::optional<RxFrame> lent = receive_view(now);
-    if (!lent) {
-        return std::nullopt;
-    }
-    complete_rx_checksum(*lent);
-    return Frame(lent->bytes.begin(), lent->bytes.end());
-}
+std::optional<Frame> TapDevice::receive(Instant now) { return owned_copy(receive_view(now)); }
 
 }  // namespace ustack::netdev

@@ -112,4 +112,12 @@ void complete_rx_checksum(RxFrame& frame) {
     }
 }
 
+std::optional<Frame> owned_copy(std::optional<RxFrame> lent) {
+    if (!lent) {
+        return std::nullopt;
+    }
+    complete_rx_checksum(*lent);
+    return Frame(lent->bytes.begin(), lent->bytes.end());
+}
+
 }  // namespace ustack::netdev

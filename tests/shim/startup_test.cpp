@@ -2,33 +2,20 @@
 // libustack.so carries its own statically linked C++ runtime, so a C
 // program maps no libstdc++, and a C++ program's own runtime (exceptions,
 // iostreams, threads) keeps working next to the shim's private copy.
-// Private network namespace with a TAP, as in shim_test.cpp.
+// Private network namespace with a TAP (shimenv::UstackNetns).
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
-#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "tests/support/netns.h"
-#include "tests/support/subprocess.h"
+#include "tests/shim/ustack_netns.h"
 
 namespace ustack::testing {
 namespace {
 
-constexpr const char* kernel_ip = "10.77.4.1";
-constexpr const char* stack_ip = "10.77.4.2";
-constexpr const char* tap = "ustap4";
-constexpr const char* device = "tap:ustap4";
-
-std::string bin(const std::string& name) {
-    char path[4096];
-    const ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
-    std::string p(path, n > 0 ? static_cast<size_t>(n) : 0);
-    return p.substr(0, p.rfind('/')) + "/" + name;
-}
+using shimenv::bin;
+using shimenv::stack_ip;
 
 class StartupTest : public ::testing::TestWithParam<std::string> {
 protected:
@@ -36,48 +23,18 @@ protected:
 #if defined(__SANITIZE_ADDRESS__)
         GTEST_SKIP() << "the sanitizer build links libustack.so against the shared C++ runtime (ASan needs it)";
 #endif
-        auto ns = PrivateNetns::enter();
-        if (!ns) {
-            GTEST_SKIP() << "no private network namespace: " << ns.error();
+        auto env = shimenv::UstackNetns::create(GetParam());
+        if (!env) {
+            GTEST_SKIP() << env.error();
         }
-        netns_ = std::move(*ns);
-        if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
-            GTEST_SKIP() << "/dev/net/tun is not available (modprobe tun)";
-        }
-        must_run({"ip", "tuntap", "add", "dev", tap, "mode", "tap"});
-        must_run({"ip", "addr", "add", std::string(kernel_ip) + "/24", "dev", tap});
-        must_run({"ip", "link", "set", tap, "up"});
-        ::setenv("USTACK_IDLE_EXIT", "1000", 1);
-        ::unsetenv("USTACK_ADDR");
-        ::unsetenv("USTACK_DEV");
-        ::unsetenv("USTACK_MODE");
-    }
-
-    void TearDown() override {
-        if (netns_) {
-            for (int i = 0; i < 100; ++i) {
-                if (!netns_->run({bin("ustackctl"), "--dev", device, "down"}).ok()) {
-                    break;
-                }
-                ::usleep(20000);
-            }
-        }
-        netns_.reset();
-    }
-
-    void must_run(const std::vector<std::string>& argv) {
-        const CommandResult r = netns_->run(argv);
-        ASSERT_TRUE(r.ok()) << argv[0] << ": " << r.describe();
+        env_ = std::move(*env);
     }
 
     CommandResult under_ustack(const std::vector<std::string>& command) {
-        std::vector<std::string> argv = {bin("ustack-run"), "--dev",  device, "--addr", std::string(stack_ip) + "/24",
-                                         "--mode",          GetParam(), "--"};
-        argv.insert(argv.end(), command.begin(), command.end());
-        return netns_->run(argv, Duration::from_secs(30));
+        return env_->netns().run(env_->under_ustack(command), Duration::from_secs(30));
     }
 
-    std::unique_ptr<PrivateNetns> netns_;
+    std::unique_ptr<shimenv::UstackNetns> env_;
 };
 
 TEST_P(StartupTest, CProgramMapsNoCxxRuntime) {
