@@ -808,7 +808,8 @@ def main():
         "`ustack-run --mode inproc` (restart and scale: `--mode daemon`; restart needs the host that keeps "
         "TIME_WAIT across restarts) "
         "over a TAP, and over a veth end through AF_PACKET; the peer is one kernel process (bench_peer) for all.",
-        f"- rr/crr {P['rr_s']:g} s each; bulk {P['bulk_bytes'] / 2**20:.0f} MiB per direction (time limit "
+        f"- rr/crr {P['rr_s']:g} s each (the busy-poll rows: ustack-run --busy-poll {BUSY_POLL_US}, the host "
+        f"spinning that long after each event before it sleeps; their kernel figures are the kernel as always); bulk {P['bulk_bytes'] / 2**20:.0f} MiB per direction (time limit "
         f"{P['bulk_limit_s']:g} s: a capped run counts what arrived); churn from ports "
         f"{CHURN_RANGE[0]}–{CHURN_RANGE[1]}, each connection closed by us at once: {P['churn_slow_s']:g} s with "
         "Linux's default tcp_tw_reuse_delay (1 s: a port returns 1 s after entering TIME_WAIT, so 1 000 ports cap "
