@@ -4,6 +4,7 @@
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -40,18 +41,28 @@ std::optional<bool> ask_proc(ino_t inode) {
 UnixLiveness::~UnixLiveness() { close_netlink(); }
 
 void UnixLiveness::close_netlink() {
-    if (netlink_fd_ >= 0) {
+    // In inproc mode the program may have closed this fd number and
+    // reused it (a daemon closing every fd it did not open): close only
+    // the socket this object made, never what now has its number.
+    struct stat st {};
+    if (netlink_fd_ >= 0 && ::fstat(netlink_fd_, &st) == 0 && st.st_ino == netlink_inode_) {
         ::close(netlink_fd_);
-        netlink_fd_ = -1;
     }
+    netlink_fd_ = -1;
 }
 
 std::optional<bool> UnixLiveness::ask_sock_diag(ino_t inode) {
+    struct stat own {};
+    if (netlink_fd_ >= 0 && (::fstat(netlink_fd_, &own) != 0 || own.st_ino != netlink_inode_)) {
+        netlink_fd_ = -1;  // no longer ours (inproc: the program closed it): not closed by us
+    }
     if (netlink_fd_ < 0) {
         netlink_fd_ = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
         if (netlink_fd_ < 0) {
             return std::nullopt;
         }
+        struct stat st {};
+        netlink_inode_ = ::fstat(netlink_fd_, &st) == 0 ? st.st_ino : 0;
         timeval timeout{1, 0};
         ::setsockopt(netlink_fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
     }

@@ -4,7 +4,9 @@
 // down" — epoll shows the same EPOLLHUP for both once the host itself shut
 // its end down (a reset delivered to the app, or a half-close both ways).
 // Asked once per connection that ends with the peer's FIN (bench crr), so
-// the netlink socket is kept open: two syscalls a question instead of five.
+// the netlink socket is kept open: three syscalls a question instead of
+// five (an fstat first: in inproc mode the program may have closed the fd
+// and reused its number).
 #include <sys/types.h>
 
 #include <cstdint>
@@ -29,6 +31,7 @@ private:
     void close_netlink();
 
     int netlink_fd_ = -1;
+    ino_t netlink_inode_ = 0;  // of the socket behind netlink_fd_ (close_netlink)
     uint32_t sequence_ = 0;  // matches a reply to its question (a late one is skipped)
 };
 
