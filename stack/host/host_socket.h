@@ -26,13 +26,15 @@
 // SOCK_SEQPACKET for a listener):
 // - connection data: on_app_readable → engine.send() as far as the send
 //   buffer allows (stop reading the host end when it is full: that is the
-//   app's backpressure); on_stack_event → engine.recv() into the host end
-//   while it has room; FIN from the peer → shutdown(host_end, SHUT_WR);
+//   app's backpressure); on_stack_event → the engine's receive buffer sent
+//   into the host end while it has room (recv_spans, then recv_consume of
+//   what the kernel took); FIN from the peer → shutdown(host_end, SHUT_WR);
 //   app shutdown(SHUT_WR) (EPOLLRDHUP on the host end) → engine.shutdown.
 // - non-blocking connect: connect() returns EINPROGRESS; until the
 //   handshake ends the app end must not poll writable. Before handing the
-//   app end over, the host fills it from the app side (write on the app end
-//   until EAGAIN, with a small SO_SNDBUF) so it is unwritable; on
+//   app end over, the host fills it from the app side (one write on the app
+//   end larger than its minimal SO_SNDBUF: the kernel queues what fits) so
+//   it is unwritable; on
 //   ESTABLISHED the host reads and discards exactly those filler bytes and
 //   the app end turns writable; on failure the host shuts the pair down and
 //   keeps the error for getsockopt(SO_ERROR) (get_option) and for the
