@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -488,6 +489,63 @@ void nonblock_connect() {
     ::close(d);
 }
 
+// What a program sets on its socket before connect() moves it to ustack
+// holds afterwards, whichever way it was set: ioctl(FIONBIO), fcntl
+// F_SETFL / F_SETFD, socket()'s flags, and an option set through a dup.
+// The swap reads them back from the kernel socket; a shim that tracked
+// them instead would have to see every one of these routes.
+void flags_before_swap() {
+    const std::string dead = g_kernel.substr(0, g_kernel.rfind('.')) + ".77";  // never answers ARP
+    const sockaddr_in nobody = address(dead, g_port);
+    const sockaddr_in closed = address(g_kernel, g_port);  // nothing listens: refused
+    auto connect_to_addr = [](int fd, const sockaddr_in& a) {
+        return ::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a);
+    };
+
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    int on = 1;
+    CHECK(::ioctl(s, FIONBIO, &on) == 0, "FIONBIO");
+    CHECK(connect_to_addr(s, nobody) < 0 && errno == EINPROGRESS, "FIONBIO before connect: EINPROGRESS at once");
+    ::close(s);
+
+    s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::fcntl(s, F_SETFL, ::fcntl(s, F_GETFL) & ~O_NONBLOCK);
+    CHECK(connect_to_addr(s, closed) < 0 && errno == ECONNREFUSED,
+          "SOCK_NONBLOCK cleared by F_SETFL: the blocking connect's ECONNREFUSED");
+    ::close(s);
+
+    s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(connect_to_addr(s, closed) < 0 && errno == EINPROGRESS, "SOCK_NONBLOCK: EINPROGRESS");
+    ::close(s);
+
+    s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(connect_to_addr(s, closed) < 0 && errno == ECONNREFUSED, "refused (SOCK_CLOEXEC)");
+    CHECK((::fcntl(s, F_GETFD) & FD_CLOEXEC) != 0, "SOCK_CLOEXEC kept");
+    ::close(s);
+
+    s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ::fcntl(s, F_SETFD, 0);
+    CHECK(connect_to_addr(s, closed) < 0 && errno == ECONNREFUSED, "refused (FD_CLOEXEC cleared)");
+    CHECK((::fcntl(s, F_GETFD) & FD_CLOEXEC) == 0, "F_SETFD 0 kept");
+    ::close(s);
+
+    // SO_SNDTIMEO bounds a blocking connect (EINPROGRESS when it runs
+    // out), here set through a dup that is closed before the connect.
+    s = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int copy = ::dup(s);
+    timeval timeout{0, 300000};
+    CHECK(::setsockopt(copy, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) == 0, "SO_SNDTIMEO on the dup");
+    ::close(copy);
+    timespec start{};
+    ::clock_gettime(CLOCK_MONOTONIC, &start);
+    CHECK(connect_to_addr(s, nobody) < 0 && errno == EINPROGRESS, "SO_SNDTIMEO set through a dup: EINPROGRESS");
+    timespec end{};
+    ::clock_gettime(CLOCK_MONOTONIC, &end);
+    const long waited_ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+    CHECK(waited_ms >= 250 && waited_ms < 2000, "connect waited " + std::to_string(waited_ms) + " ms, not ~300");
+    ::close(s);
+}
+
 // A peer reset: the data before it, then ECONNRESET; then EPIPE, with
 // SIGPIPE unless MSG_NOSIGNAL.
 volatile sig_atomic_t g_sigpipes = 0;
@@ -830,7 +888,7 @@ const Scenario scenarios[] = {
     {"options", options},               {"epoll-mixed", epoll_mixed},     {"linger-zero", linger_zero},
     {"close-unread", close_unread},     {"fork-accept", fork_accept},     {"daemonize", daemonize},
     {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
-    {"exit-without-close", exit_without_close},
+    {"exit-without-close", exit_without_close}, {"flags-before-swap", flags_before_swap},
 };
 
 }  // namespace
