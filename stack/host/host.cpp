@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -140,7 +141,8 @@ uint64_t make_tag(uint64_t kind, int fd) { return (kind << 32) | static_cast<uin
 
 }  // namespace
 
-Host::Host(HostConfig config, Options options) : config_(std::move(config)), options_(options) {}
+Host::Host(HostConfig config, Options options)
+    : config_(std::move(config)), options_(options), pid_(static_cast<int32_t>(::getpid())) {}
 
 Host::~Host() {
     new_sockets_.clear();
@@ -756,11 +758,12 @@ int Host::open_pair(int domain, int type, int& host_end, int& app_end) {
     }
     host_end = pair[0];
     app_end = pair[1];
-    ::fcntl(host_end, F_SETFL, ::fcntl(host_end, F_GETFL) | O_NONBLOCK);
+    int on = 1;
+    ::ioctl(host_end, FIONBIO, &on);  // O_NONBLOCK in one call (socketpair's flag would set the app end's too)
     // The name that lets an exec'd program recognise the app end (getpeername).
     sockaddr_un name;
     const socklen_t name_len = make_abstract_address(
-        host_end_name(domain, type, static_cast<long>(::getpid()), next_serial_++, config_.device), name);
+        host_end_name(domain, type, static_cast<long>(pid_), next_serial_++, config_.device), name);
     if (::bind(host_end, reinterpret_cast<sockaddr*>(&name), name_len) < 0) {
         log(LogLevel::Warn, std::string("naming a socketpair: ") + std::strerror(errno));
     }

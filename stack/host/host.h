@@ -138,6 +138,7 @@ private:
 
     HostConfig config_;
     Options options_;
+    int32_t pid_;  // the host never forks: asked once (it names every socketpair)
     std::unique_ptr<SeededRandom> random_;
     std::unique_ptr<netdev::NetDev> device_;
     std::unique_ptr<Stack> stack_;
