@@ -273,7 +273,8 @@ struct InprocHost {
     std::thread thread;
     pid_t pid = 0;
 };
-InprocHost* inproc = nullptr;
+// Set once, by the thread that starts it; read by every thread (caller_host).
+std::atomic<InprocHost*> inproc{nullptr};
 
 int start_inproc_host(std::string* message) {
     host::HostConfig hc;
@@ -358,8 +359,18 @@ int host_fd_locked(std::string* message) {
 
 // One RPC. Returns 0 (the host's answer in reply.error) or an errno when
 // the host cannot be reached (reported once on stderr).
+host::Host* caller_host();
+
 int call_host(const Request& request, int pass_fd, Reply& reply, int* received_fd = nullptr,
               std::string* text = nullptr) {
+    if (host::Host* h = caller_host(); h != nullptr) {
+        // The host is a thread of this process: the call runs here (no
+        // round trip through the control socket, no thread woken for it).
+        if (auto direct = h->caller_call(request, pass_fd, text, received_fd)) {
+            reply = *direct;
+            return 0;
+        }
+    }
     HostLink& l = link();
     std::lock_guard<std::mutex> guard(l.mutex);
     std::string message;
@@ -481,7 +492,7 @@ FdEntry* ustack_entry(int fd) {
 // call, binds or connects it; only on success does the app's fd become the
 // app end (dup3), so a refused bind leaves the kernel socket untouched.
 int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr, int64_t argument = 0,
-                   int64_t* reply_value = nullptr) {
+                   int64_t* reply_value = nullptr, uint32_t* reply_flags = nullptr) {
     int reuse_addr = 0;
     int reuse_port = 0;
     int rcvbuf = 0;
@@ -558,6 +569,9 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr,
     }
     if (reply_value != nullptr) {
         *reply_value = reply.value;
+    }
+    if (reply_flags != nullptr) {
+        *reply_flags = reply.flags;
     }
     if (broadcast != 0) {
         FdEntry* entry = fd_table().get(fd, false);
@@ -789,6 +803,112 @@ int refuse_native_v6(int error) {
     return set_errno(error);
 }
 
+// ------------------------------------------------------------ inproc: the app thread works the loop
+//
+// With the host in this process, a TCP send goes straight into the engine
+// and out to the device on the app's thread, and a read (or a blocking
+// connect) that would block works the host's loop on the app's thread
+// instead of sleeping until the host thread has been woken and has woken
+// it (Host::caller_send, Host::caller_wait; host_caller.cpp says why).
+// Everything else, and every case these decline, goes through the pair
+// as in daemon mode.
+
+// The inproc host serving this process, or nullptr (daemon mode, another
+// process's host, or a forked child: the host thread stayed in the parent).
+host::Host* caller_host() {
+    InprocHost* p = inproc.load(std::memory_order_acquire);
+    if (p == nullptr || p->pid != ::getpid()) {
+        return nullptr;
+    }
+    return p->host.get();
+}
+
+// SO_RCVTIMEO / SO_SNDTIMEO of the app end as a deadline from now.
+std::optional<Instant> timeout_deadline(int fd, int option) {
+    timeval timeout{};
+    socklen_t len = sizeof timeout;
+    if (real.getsockopt(fd, SOL_SOCKET, option, &timeout, &len) < 0 || (timeout.tv_sec == 0 && timeout.tv_usec == 0)) {
+        return std::nullopt;
+    }
+    return host::monotonic_now() +
+           Duration::from_micros(static_cast<int64_t>(timeout.tv_sec) * 1000000 + timeout.tv_usec);
+}
+
+// After a signal interrupted a wait: whether a blocking socket call
+// restarts (SA_RESTART, and no timeout: sock_intr_errno) or fails with
+// EINTR. Which signal it was is not known here, so it restarts only when
+// every caught signal has SA_RESTART (rare path: one sigaction per signal).
+bool restarts_after_signal(bool has_timeout) {
+    if (has_timeout) {
+        return false;
+    }
+    for (int sig = 1; sig < NSIG; ++sig) {
+        struct sigaction action {};
+        if (::sigaction(sig, nullptr, &action) == 0 && action.sa_handler != SIG_DFL &&
+            action.sa_handler != SIG_IGN && (action.sa_flags & SA_RESTART) == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// A blocking wait on the app end, made on this thread by working the
+// host's loop until `ready` (Host::caller_wait). Returns false when the
+// host does not serve it this way: then the caller blocks on the app end.
+// Otherwise true, with -1/errno in `result` for a timeout (EAGAIN,
+// EINPROGRESS for connect) or a signal (EINTR), else `result` untouched.
+bool wait_on_this_thread(host::Host& h, int fd, int timeout_option, int timeout_errno,
+                         const std::function<bool()>& ready, ssize_t& result) {
+    const std::optional<Instant> deadline = timeout_deadline(fd, timeout_option);
+    for (;;) {
+        switch (h.caller_wait(fd, ready, deadline)) {
+        case host::Host::CallerWait::ready:
+            return true;
+        case host::Host::CallerWait::timed_out:
+            result = set_errno(timeout_errno);
+            return true;
+        case host::Host::CallerWait::interrupted:
+            if (restarts_after_signal(deadline.has_value())) {
+                continue;
+            }
+            result = set_errno(EINTR);
+            return true;
+        case host::Host::CallerWait::not_served:
+            return false;
+        }
+    }
+}
+
+// Whether fd's open file is in non-blocking mode (O_NONBLOCK is shared
+// by every dup and every process holding it: asked, not remembered).
+bool nonblocking(int fd) {
+    const int status = real.fcntl(fd, F_GETFL);
+    return status >= 0 && (status & O_NONBLOCK) != 0;
+}
+
+// recvmsg on a TCP app end, blocking unless flags or the file say not to;
+// a read that would block works the inproc host's loop on this thread.
+ssize_t recvmsg_app_end(int fd, msghdr& msg, int flags) {
+    host::Host* h = caller_host();
+    if (h == nullptr || (flags & (MSG_DONTWAIT | MSG_WAITALL)) != 0) {
+        return real.recvmsg(fd, &msg, flags);
+    }
+    ssize_t n = real.recvmsg(fd, &msg, flags | MSG_DONTWAIT);
+    if (n >= 0 || errno != EAGAIN || nonblocking(fd)) {
+        return n;
+    }
+    auto ready = [&] {
+        n = real.recvmsg(fd, &msg, flags | MSG_DONTWAIT);
+        return n >= 0 || errno != EAGAIN;
+    };
+    const int saved = errno;
+    if (wait_on_this_thread(*h, fd, SO_RCVTIMEO, EAGAIN, ready, n)) {
+        return n;  // errno as the last recvmsg (or the timeout, or EINTR) left it
+    }
+    errno = saved;
+    return real.recvmsg(fd, &msg, flags);
+}
+
 // The socket's pending error (SO_ERROR), 0 when none or unreachable.
 int take_tcp_error(int fd) {
     Request request;
@@ -819,13 +939,20 @@ bool end_of_stream_may_hide_error(int fd) {
 // After a connect answered EINPROGRESS: a non-blocking socket says so; a
 // blocking one waits for the handshake (bounded by SO_SNDTIMEO, as
 // sk_sndtimeo bounds inet_stream_connect) and returns its result.
-int finish_tcp_connect(int fd, int64_t reply_value) {
+int finish_tcp_connect(int fd, int64_t reply_value, uint32_t reply_flags) {
     if (reply_value != EINPROGRESS) {
         return 0;
     }
     const int status = real.fcntl(fd, F_GETFL);
     if (status >= 0 && (status & O_NONBLOCK) != 0) {
         return set_errno(EINPROGRESS);
+    }
+    if ((reply_flags & host::reply_connected) != 0) {
+        // Established within the call (the host runs on this thread).
+        if (FdEntry* e = fd_table().get(fd, false); e != nullptr) {
+            e->connect_completion_owed = 1;
+        }
+        return 0;
     }
     timeval timeout{};
     socklen_t len = sizeof timeout;
@@ -834,7 +961,21 @@ int finish_tcp_connect(int fd, int64_t reply_value) {
                                ? -1
                                : static_cast<int>(timeout.tv_sec * 1000 + (timeout.tv_usec + 999) / 1000);
     pollfd p{fd, POLLOUT, 0};
-    const int n = ::poll(&p, 1, timeout_ms);
+    int n = -2;
+    if (host::Host* h = caller_host(); h != nullptr) {
+        // The handshake's answer is taken on this thread (see tcp_send).
+        ssize_t waited = 0;
+        auto ready = [&] {
+            n = ::poll(&p, 1, 0);
+            return n != 0;
+        };
+        if (wait_on_this_thread(*h, fd, SO_SNDTIMEO, EINPROGRESS, ready, waited) && waited < 0) {
+            return -1;  // EINPROGRESS (timeout) or EINTR: the handshake goes on, as in Linux
+        }
+    }
+    if (n == -2 || n == 0) {
+        n = ::poll(&p, 1, timeout_ms);
+    }
     if (n < 0) {
         return -1;  // EINTR: the handshake goes on, as in Linux
     }
@@ -877,6 +1018,40 @@ void settle_connect_completion(int fd, FdEntry& e, const Address& remote) {
 }
 
 ssize_t tcp_send(int fd, const iovec* iov, size_t iovcnt, int flags) {
+    size_t taken = 0;
+    if (host::Host* h = caller_host();
+        h != nullptr && (flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL)) == 0 && iovcnt <= max_iov) {
+        size_t total = 0;
+        for (size_t i = 0; i < iovcnt; ++i) {
+            total += iov[i].iov_len;
+        }
+        if (auto direct = h->caller_send(fd, iov, iovcnt)) {
+            taken = *direct;
+            if (taken >= total) {
+                return static_cast<ssize_t>(taken);
+            }
+        }
+    }
+    if (taken > 0) {
+        // The engine's buffer took the first bytes; the rest waits in the
+        // pair, behind them, as a send that blocks or says EAGAIN there.
+        iovec rest[max_iov];
+        size_t count = 0;
+        size_t skip = taken;
+        for (size_t i = 0; i < iovcnt && count < max_iov; ++i) {
+            if (skip >= iov[i].iov_len) {
+                skip -= iov[i].iov_len;
+                continue;
+            }
+            rest[count++] = iovec{static_cast<uint8_t*>(iov[i].iov_base) + skip, iov[i].iov_len - skip};
+            skip = 0;
+        }
+        msghdr msg{};
+        msg.msg_iov = rest;
+        msg.msg_iovlen = count;
+        const ssize_t n = real.sendmsg(fd, &msg, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+        return static_cast<ssize_t>(taken) + std::max<ssize_t>(n, 0);  // bytes taken are never unsent
+    }
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov);
     msg.msg_iovlen = iovcnt;
@@ -904,7 +1079,7 @@ ssize_t tcp_recv(int fd, const iovec* iov, size_t iovcnt, int flags, int* msg_fl
     for (size_t i = 0; i < iovcnt; ++i) {
         wanted += iov[i].iov_len;
     }
-    ssize_t n = real.recvmsg(fd, &msg, flags & (MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL));
+    ssize_t n = recvmsg_app_end(fd, msg, flags & (MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL));
     if (n < 0 && errno == ECONNRESET) {
         // The host released its end after a failed connect (that is what
         // gives the app end POLLERR): the real error is the host's; once
@@ -1253,10 +1428,11 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
             return rc;
         }
         int64_t value = 0;
-        if (swap_to_ustack(fd, *e, SocketAction::Connect, a, 0, &value) < 0) {
+        uint32_t reply_flags = 0;
+        if (swap_to_ustack(fd, *e, SocketAction::Connect, a, 0, &value, &reply_flags) < 0) {
             return -1;
         }
-        return e->type == SOCK_STREAM ? finish_tcp_connect(fd, value) : 0;
+        return e->type == SOCK_STREAM ? finish_tcp_connect(fd, value, reply_flags) : 0;
     }
     if (kind != FdKind::Ustack) {
         return real.connect(fd, addr, len);
@@ -1290,7 +1466,7 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
         return -1;
     }
     e->connected = a.unspec ? 0 : 1;
-    return e->type == SOCK_STREAM ? finish_tcp_connect(fd, reply.value) : 0;
+    return e->type == SOCK_STREAM ? finish_tcp_connect(fd, reply.value, reply.flags) : 0;
 }
 
 int shim_listen(int fd, int backlog) {
@@ -1519,6 +1695,9 @@ int shim_shutdown(int fd, int how) {
         const int err = errno;
         if (rc == 0 || err == ENOTCONN) {
             real.shutdown(fd, how);
+            if (host::Host* h = caller_host(); h != nullptr) {
+                h->wake_caller();  // a thread reading this socket on the host's loop sees the EOF
+            }
         }
         errno = err;
         return rc;
@@ -1533,7 +1712,11 @@ int shim_shutdown(int fd, int how) {
 }
 
 int shim_close(int fd) {
+    const bool ustack_fd = is_ustack(fd_table().get(fd, false));
     fd_table().clear(fd);
+    if (host::Host* h = ustack_fd ? caller_host() : nullptr; h != nullptr) {
+        return h->caller_close([fd] { return real.close(fd); });
+    }
     return real.close(fd);
 }
 
@@ -1910,9 +2093,10 @@ __attribute__((constructor)) void shim_init() {
 __attribute__((destructor)) void shim_fini() {
     ShimScope scope;
     // Inproc: what the program sent last still leaves before it exits.
-    if (inproc != nullptr && inproc->pid == ::getpid() && inproc->thread.joinable()) {
-        inproc->host->stop_and_drain();
-        inproc->thread.join();
+    InprocHost* p = inproc.load();
+    if (p != nullptr && p->pid == ::getpid() && p->thread.joinable()) {
+        p->host->stop_and_drain();
+        p->thread.join();
     }
 }
 

@@ -130,13 +130,6 @@ std::string tcp_endpoint_text(const tcp::Endpoint& e) {
            (e.port == 0 ? std::string("*") : std::to_string(e.port));
 }
 
-constexpr uint64_t tag_device = 1;
-constexpr uint64_t tag_timer = 2;
-constexpr uint64_t tag_wake = 3;
-constexpr uint64_t tag_control = 4;
-constexpr uint64_t tag_connection = 5;
-constexpr uint64_t tag_socket = 6;
-
 uint64_t make_tag(uint64_t kind, int fd) { return (kind << 32) | static_cast<uint32_t>(fd); }
 
 }  // namespace
@@ -154,7 +147,7 @@ Host::~Host() {
     for (auto& [fd, connection] : connections_) {
         ::close(fd);
     }
-    for (int fd : {epoll_fd_, timer_fd_, wake_fd_, control_fd_}) {
+    for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, control_fd_}) {
         if (fd >= 0) {
             ::close(fd);
         }
@@ -246,6 +239,18 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         !watch(host->control_fd_, tag_control)) {
         return host_fail(errno, std::string("epoll_ctl: ") + std::strerror(errno));
     }
+    if (options.inproc) {
+        // The host thread's own set: only the inner one (see caller_wait).
+        host->outer_epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+        host->caller_kick_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        epoll_event inner{};
+        inner.events = EPOLLIN;
+        inner.data.u64 = 0;
+        if (host->outer_epoll_fd_ < 0 || host->caller_kick_fd_ < 0 || !watch(host->caller_kick_fd_, tag_caller_kick) ||
+            ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->epoll_fd_, &inner) < 0) {
+            return host_fail(errno, std::string("epoll (inproc): ") + std::strerror(errno));
+        }
+    }
     host->started_at_ = monotonic_now();
     host->stack_->announce(host->started_at_);
     host->log(LogLevel::Info, "serving " + config.device + " as " + config.address->to_string());
@@ -287,6 +292,10 @@ void Host::run() {
     // epoll without sleeping, so the next request or answer is taken
     // without waiting for the scheduler to wake this thread.
     std::optional<Instant> spin_until;
+    // Inproc: this thread sleeps on the outer set, whose one entry (the
+    // inner set) an app thread disables while it works the loop itself
+    // (caller_wait); daemon: straight on the inner set.
+    const int wait_fd = outer_epoll_fd_ >= 0 ? outer_epoll_fd_ : epoll_fd_;
     while (!stopping_) {
         // The timerfd wakes us for stack timers; the idle check needs a
         // timeout of its own.
@@ -300,92 +309,38 @@ void Host::run() {
             timeout_ms = timeout_ms < 0 ? check_ms : std::min(timeout_ms, check_ms);
         }
         const bool spinning = spin_until && monotonic_now() < *spin_until;
-        const int n = ::epoll_wait(epoll_fd_, events, 64, spinning ? 0 : timeout_ms);
+        int n = ::epoll_wait(wait_fd, events, 64, spinning ? 0 : timeout_ms);
         if (n < 0 && errno != EINTR) {
             log(LogLevel::Error, std::string("epoll_wait: ") + std::strerror(errno));
             break;
+        }
+        if (spinning && n == 0) {
+            continue;  // nothing yet: stack timers and stop requests are events too
+        }
+        std::unique_lock<std::mutex> lock(loop_mutex_);
+        if (wait_fd != epoll_fd_) {
+            if (caller_waiting_) {
+                ++caller_counters_.host_thread_yielded;
+                continue;  // an app thread works the loop until it re-enables us
+            }
+            if (n > 0) {
+                n = ::epoll_wait(epoll_fd_, events, 64, 0);  // what the outer set announced
+            }
         }
         Instant now = monotonic_now();
         // The device is read when epoll says it is readable, or when the
         // timer fired (a device that delays frames, the impaired link,
         // has no fd readiness: its next_arrival() is in poll_at()).
         bool read_device = n == 0;  // a timeout: look at everything
-        if (spinning && n == 0) {
-            continue;  // nothing yet: stack timers and stop requests are events too
-        }
         if (n > 0 && config_.busy_poll > Duration::zero()) {
             spin_until = now + config_.busy_poll;
         }
+        ++caller_counters_.host_thread_passes;
         for (int i = 0; i < std::max(n, 0); ++i) {
-            const uint64_t kind = events[i].data.u64 >> 32;
-            const int fd = static_cast<int>(events[i].data.u64 & 0xffffffffu);
-            const uint32_t ev = events[i].events;
-            switch (kind) {
-            case tag_device:
-                read_device = true;  // after_activity() reads the frames
-                break;
-            case tag_timer: {
-                read_device = true;
-                uint64_t expirations;
-                (void)!::read(timer_fd_, &expirations, sizeof expirations);
-                timer_armed_us_ = -1;  // fired: disarmed now
-                break;
-            }
-            case tag_wake: {
-                uint64_t count;
-                (void)!::read(wake_fd_, &count, sizeof count);
-                break;
-            }
-            case tag_control:
-                accept_control();
-                break;
-            case tag_connection: {
-                auto it = connections_.find(fd);
-                if (it != connections_.end()) {
-                    if ((ev & EPOLLIN) != 0) {
-                        handle_control(it->second);
-                    } else if ((ev & (EPOLLHUP | EPOLLERR)) != 0) {
-                        close_control(fd);
-                    }
-                }
-                break;
-            }
-            case tag_socket: {
-                auto it = sockets_.find(fd);
-                if (it == sockets_.end()) {
-                    break;
-                }
-                HostSocket& socket = *it->second;
-                // Data written before the close is still sent: read first.
-                if ((ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) != 0) {
-                    socket.on_app_readable(now);
-                }
-                if ((ev & EPOLLOUT) != 0) {
-                    socket.on_app_writable(now);
-                }
-                if ((ev & (EPOLLHUP | EPOLLERR)) != 0) {
-                    socket.drain_app(now);  // everything the app wrote before its last close
-                    if (socket.hangup_ambiguous() && app_end_alive(fd)) {
-                        // Both directions shut, the app still holds its
-                        // end: not a close. Looked at again later.
-                        half_closed_.insert(fd);
-                        sync_events(socket);
-                    } else {
-                        socket.on_app_hangup(now);
-                    }
-                }
-                mark_changed(fd);
-                break;
-            }
-            default:
-                break;
-            }
+            handle_event(events[i], now, read_device);
         }
         now = monotonic_now();
-        if (!half_closed_.empty() && now - last_half_closed_check_ >= half_closed_check_interval) {
-            last_half_closed_check_ = now;
-            check_half_closed(now);
-        }
+        check_half_closed_if_due(now);
         after_activity(now, read_device);
 
         const int stop = stop_requested_.load();
@@ -430,7 +385,80 @@ void Host::run() {
             }
         }
     }
+    std::lock_guard<std::mutex> lock(loop_mutex_);
     stopping_ = true;
+}
+
+void Host::handle_event(const epoll_event& event, Instant now, bool& read_device) {
+    const uint64_t kind = event.data.u64 >> 32;
+    const int fd = static_cast<int>(event.data.u64 & 0xffffffffu);
+    const uint32_t ev = event.events;
+    switch (kind) {
+    case tag_device:
+        read_device = true;  // after_activity() reads the frames
+        break;
+    case tag_timer: {
+        read_device = true;
+        uint64_t expirations;
+        (void)!::read(timer_fd_, &expirations, sizeof expirations);
+        timer_armed_us_ = -1;  // fired: disarmed now
+        break;
+    }
+    case tag_wake: {
+        uint64_t count;
+        (void)!::read(wake_fd_, &count, sizeof count);
+        break;
+    }
+    case tag_caller_kick: {
+        uint64_t count;
+        (void)!::read(caller_kick_fd_, &count, sizeof count);
+        caller_watch_hit_ = caller_waiting_;  // the caller looks again
+        break;
+    }
+    case tag_control:
+        accept_control();
+        break;
+    case tag_connection: {
+        auto it = connections_.find(fd);
+        if (it != connections_.end()) {
+            if ((ev & EPOLLIN) != 0) {
+                handle_control(it->second);
+            } else if ((ev & (EPOLLHUP | EPOLLERR)) != 0) {
+                close_control(fd);
+            }
+        }
+        break;
+    }
+    case tag_socket: {
+        auto it = sockets_.find(fd);
+        if (it == sockets_.end()) {
+            break;
+        }
+        HostSocket& socket = *it->second;
+        // Data written before the close is still sent: read first.
+        if ((ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) != 0) {
+            socket.on_app_readable(now);
+        }
+        if ((ev & EPOLLOUT) != 0) {
+            socket.on_app_writable(now);
+        }
+        if ((ev & (EPOLLHUP | EPOLLERR)) != 0) {
+            socket.drain_app(now);  // everything the app wrote before its last close
+            if (socket.hangup_ambiguous() && app_end_alive(fd)) {
+                // Both directions shut, the app still holds its
+                // end: not a close. Looked at again later.
+                half_closed_.insert(fd);
+                sync_events(socket);
+            } else {
+                socket.on_app_hangup(now);
+            }
+        }
+        mark_changed(fd);
+        break;
+    }
+    default:
+        break;
+    }
 }
 
 void Host::walk_changed(Instant now) {
@@ -455,6 +483,7 @@ void Host::walk_changed(Instant now) {
         ++walk_counters_.socket_visits;
         it->second->on_stack_event(now);
         visited_.insert(fd);
+        caller_watch_hit_ = caller_watch_hit_ || fd == caller_watch_fd_;
         if (it->second->wants_another_pass()) {
             changed_.insert(fd);
         }
@@ -604,7 +633,9 @@ void Host::reap_finished() {
             by_app_inode_.erase(ino->second);
             app_inode_of_.erase(ino);
         }
-        log(LogLevel::Debug, "closed: " + it->second->describe());
+        if (config_.log >= LogLevel::Debug) {  // describe() builds strings: not per connection for nothing
+            log(LogLevel::Debug, "closed: " + it->second->describe());
+        }
         sockets_.erase(it);  // closes the host end
     }
 }
@@ -612,6 +643,13 @@ void Host::reap_finished() {
 bool Host::app_end_alive(int host_fd) {
     auto it = app_inode_of_.find(host_fd);
     return it != app_inode_of_.end() && liveness_.exists(it->second);
+}
+
+void Host::check_half_closed_if_due(Instant now) {
+    if (!half_closed_.empty() && now - last_half_closed_check_ >= half_closed_check_interval) {
+        last_half_closed_check_ = now;
+        check_half_closed(now);
+    }
 }
 
 void Host::check_half_closed(Instant now) {
@@ -701,24 +739,18 @@ void Host::handle_control(ControlConnection& connection) {
         close_control(conn_fd);
         return;
     }
-    ++rpc_calls_;
     std::string text;
     int fd_out = -1;
     Reply reply;
-    if (static_cast<size_t>(n) != sizeof request || request.version != protocol_version) {
+    if (static_cast<size_t>(n) != sizeof request) {
         reply = error_reply(EPROTO);
         text = "protocol mismatch: rebuild the shim and ustackd from the same tree";
     } else {
-        request.text[sizeof request.text - 1] = '\0';
-        reply = dispatch(connection, request, passed_fd, text, fd_out);
+        reply = serve_call(connection, request, passed_fd, text, fd_out);
     }
     if (passed_fd >= 0) {
         ::close(passed_fd);
     }
-    if (text.size() > max_reply_text) {
-        text.resize(max_reply_text);
-    }
-    reply.text_len = static_cast<uint32_t>(text.size());
     std::string message(reinterpret_cast<const char*>(&reply), sizeof reply);
     message += text;
     // Replies are small; a client that does not read them is dropped.
@@ -730,6 +762,35 @@ void Host::handle_control(ControlConnection& connection) {
     }
     // The call may have queued output (connect, options) or input for the app.
     after_activity(monotonic_now(), false);
+}
+
+Reply Host::serve_call(ControlConnection& connection, Request& request, int passed_fd, std::string& text,
+                       int& fd_out) {
+    ++rpc_calls_;
+    Reply reply;
+    if (request.version != protocol_version) {
+        reply = error_reply(EPROTO);
+        text = "protocol mismatch: rebuild the shim and ustackd from the same tree";
+    } else {
+        request.text[sizeof request.text - 1] = '\0';
+        reply = dispatch(connection, request, passed_fd, text, fd_out);
+    }
+    if (text.size() > max_reply_text) {
+        text.resize(max_reply_text);
+    }
+    reply.text_len = static_cast<uint32_t>(text.size());
+    return reply;
+}
+
+Host::ControlConnection& Host::caller_connection() {
+    if (!caller_connection_) {
+        ControlConnection self;
+        self.uid = static_cast<uint32_t>(::geteuid());
+        self.pid = pid_;
+        self.may_bind_privileged = may_bind_privileged(pid_, self.uid);
+        caller_connection_ = self;
+    }
+    return *caller_connection_;
 }
 
 HostSocket* Host::socket_for_fd(int passed_fd) {
@@ -776,7 +837,9 @@ void Host::register_socket(std::unique_ptr<HostSocket> socket, int app_end) {
     const int host_end = socket->host_fd();
     by_app_inode_[st.st_ino] = host_end;
     app_inode_of_[host_end] = st.st_ino;
-    log(LogLevel::Debug, "new socket: " + socket->describe());
+    if (config_.log >= LogLevel::Debug) {
+        log(LogLevel::Debug, "new socket: " + socket->describe());
+    }
     add_socket(std::move(socket));
 }
 
@@ -865,7 +928,7 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
         }
         break;
     case SocketAction::Connect:
-        if (auto r = socket->connect_with_app_end(now, endpoint_of(request), app_end); !r) {
+        if (auto r = socket->connect_with_app_end(now, endpoint_of(request), app_end, serving_caller_); !r) {
             if (r.error().value != EINPROGRESS) {
                 return drop(r.error().value);
             }
@@ -906,7 +969,7 @@ Reply Host::tcp_call(TcpHostSocket& socket, const Request& request, int passed_f
             }
             return reply;
         }
-        if (auto r = socket.connect_with_app_end(now, endpoint_of(request), passed_fd); !r) {
+        if (auto r = socket.connect_with_app_end(now, endpoint_of(request), passed_fd, serving_caller_); !r) {
             if (r.error().value != EINPROGRESS) {
                 return error_reply(r.error().value);
             }
@@ -1109,7 +1172,13 @@ std::string Host::stats_text() const {
         << "host_control_connections " << connections_.size() << "\n"
         << "host_rpc_calls " << rpc_calls_ << "\n"
         << "host_walks " << walk_counters_.walks << "\n"
-        << "host_socket_visits " << walk_counters_.socket_visits << "\n";
+        << "host_socket_visits " << walk_counters_.socket_visits << "\n"
+        << "host_thread_passes " << caller_counters_.host_thread_passes << "\n"
+        << "host_thread_wakeups_yielded " << caller_counters_.host_thread_yielded << "\n"
+        << "caller_waits " << caller_counters_.waits << "\n"
+        << "caller_wait_passes " << caller_counters_.wait_passes << "\n"
+        << "caller_sends " << caller_counters_.sends << "\n"
+        << "caller_sends_declined " << caller_counters_.sends_declined << "\n";
     return out.str();
 }
 

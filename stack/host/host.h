@@ -10,13 +10,18 @@
 // program (USTACK_MODE=inproc; stop_and_drain() at exit sends what the
 // program wrote last).
 //
-// Only one thread runs the loop; stop()/stop_and_drain() may be called
-// from any thread.
+// One thread at a time works the loop, under loop_mutex_: the host
+// thread, or (inproc) an app thread in one of the caller_* calls below
+// (host_caller.cpp). stop()/stop_and_drain() may be called from any thread.
+#include <sys/epoll.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -79,6 +84,54 @@ public:
     };
     const WalkCounters& walk_counters() const { return walk_counters_; }
 
+    // ---- Inproc: the app's own thread works the loop (host_caller.cpp) ----
+    //
+    // A socket call that would block on the app end otherwise sleeps until
+    // the host thread has been woken by the device, run the stack and
+    // written into the pair, which then wakes the app: two thread wake-ups
+    // per request/response more than the kernel's (each ~15 µs on a
+    // virtual machine), the largest part of rr's and crr's price. Linux
+    // runs the receive path in the caller's context when it can
+    // (sk_busy_loop); so does an inproc host: the calling thread waits on
+    // the host's own epoll set and runs the same loop passes itself, while
+    // the host thread is kept out of that set (it waits on an outer epoll
+    // set holding only the inner one, whose entry the caller disables for
+    // as long as it waits). Daemon mode never gets here: the app is
+    // another process.
+
+    enum class CallerWait : uint8_t {
+        ready,        // ready() returned true
+        timed_out,    // the deadline passed first
+        interrupted,  // a signal (EINTR): the caller decides between EINTR and a restart
+        not_served,   // not here (not inproc, not our socket, another thread already waits,
+                      // stopping): block on the app end as before
+    };
+    // Works the loop on the calling thread until ready() (called under the
+    // loop's lock, first before any wait, then whenever a pass looked at
+    // the socket of `app_fd` or wake_caller() was called) returns true.
+    CallerWait caller_wait(int app_fd, const std::function<bool()>& ready, std::optional<Instant> deadline);
+    // A TCP send on the calling thread: the bytes go straight into the
+    // engine and out to the device, when nothing the app wrote earlier
+    // waits in the pair. Returns the bytes taken (the rest, if any, goes
+    // through the pair as before), or nullopt when none were (not inproc,
+    // not a connected TCP socket, the engine's buffer full, an error the
+    // pair path must report).
+    std::optional<size_t> caller_send(int app_fd, const iovec* iov, size_t iovcnt);
+    // A change of the app end the loop cannot see (the app's own
+    // shutdown(), from another thread than the one waiting): wakes the
+    // waiting caller, which looks again.
+    void wake_caller();
+    // A control call made on the calling thread (what the control socket
+    // carries otherwise: the same serve_call, then the same pass). app_fd
+    // is the caller's own fd (not closed); a socket's new app end comes
+    // back in fd_out, owned by the caller.
+    // nullopt: not inproc, or the host is stopping (use the control socket).
+    std::optional<Reply> caller_call(Request request, int app_fd, std::string* text, int* fd_out);
+    // close() of a ustack fd on the calling thread: `close_fd` closes it;
+    // if that was the last copy, the hang-up is handled on this thread
+    // (the FIN leaves now) instead of waking the host thread for it.
+    int caller_close(const std::function<int()>& close_fd);
+
 private:
     struct ControlConnection {
         int fd = -1;
@@ -89,12 +142,34 @@ private:
 
     Host(HostConfig config, Options options);
 
+    // What an event of the inner epoll set is about: data.u64 is
+    // tag << 32 | fd.
+    static constexpr uint64_t tag_device = 1;
+    static constexpr uint64_t tag_timer = 2;
+    static constexpr uint64_t tag_wake = 3;
+    static constexpr uint64_t tag_control = 4;
+    static constexpr uint64_t tag_connection = 5;
+    static constexpr uint64_t tag_socket = 6;
+    static constexpr uint64_t tag_caller_kick = 7;
+
     void log(LogLevel level, const std::string& message) const;
+    // One epoll event of the inner set: what the loop does about it.
+    // read_device is set when the device must be read (readable, timer).
+    void handle_event(const epoll_event& event, Instant now, bool& read_device);
+    // The host thread waits on outer_epoll_fd_ (inproc): enables or
+    // disables its one entry, the inner set.
+    void set_host_thread_watch(bool enabled);
+    // After a pass made on an app thread that is not the waiting caller
+    // (caller_send): wakes the caller if the pass touched its socket.
+    void wake_caller_if_touched();
     void accept_control();
     void handle_control(ControlConnection& connection);
     void close_control(int fd);
     Reply dispatch(ControlConnection& connection, const Request& request, int passed_fd, std::string& text,
                    int& fd_out);
+    // One call, whichever way it came (control socket or caller_call):
+    // version check, dispatch, the reply's text bounded.
+    Reply serve_call(ControlConnection& connection, Request& request, int passed_fd, std::string& text, int& fd_out);
     Reply create_socket(ControlConnection& connection, const Request& request, int& fd_out);
     Reply create_tcp_socket(ControlConnection& connection, const Request& request, int& fd_out);
     // A new socketpair for a socket: the host end (non-blocking, named for
@@ -120,6 +195,7 @@ private:
     bool idle() const;
     bool app_end_alive(int host_fd);
     void check_half_closed(Instant now);
+    void check_half_closed_if_due(Instant now);
     std::string status_text() const;
     std::string stats_text() const;
     std::string sockets_text() const;
@@ -149,6 +225,44 @@ private:
     uint64_t tx_seen_ = 0;  // device tx_frames when after_activity() last looked
     int64_t timer_armed_us_ = -1;  // what timer_fd_ is armed for (0: disarmed), -1: unknown
     int wake_fd_ = -1;  // eventfd: stop requests from other threads
+    // Inproc: the host thread's epoll set, holding only epoll_fd_ (see
+    // caller_wait); -1 in daemon mode (the host thread waits on epoll_fd_).
+    int outer_epoll_fd_ = -1;
+    int caller_kick_fd_ = -1;  // eventfd: wake_caller()
+    // Held by whichever thread works the loop; released while waiting.
+    std::mutex loop_mutex_;
+    // Under loop_mutex_: an app thread waits in caller_wait (at most one),
+    // the host end of its socket, and whether a pass looked at it since
+    // the caller last checked.
+    bool caller_waiting_ = false;
+    int caller_watch_fd_ = -1;
+    bool caller_watch_hit_ = false;
+    std::atomic<bool> caller_waiting_flag_{false};  // caller_waiting_, for wake_caller() without the lock
+    // Who worked the loop (`ustackctl stats`): passes of the host thread,
+    // its wake-ups that found a caller at work, and the callers' share.
+    struct CallerCounters {
+        uint64_t host_thread_passes = 0;
+        uint64_t host_thread_yielded = 0;
+        uint64_t waits = 0;
+        uint64_t wait_passes = 0;
+        uint64_t sends = 0;
+        uint64_t sends_declined = 0;
+    };
+    CallerCounters caller_counters_;
+    // The calling process as a control connection (caller_call): made on
+    // first use; its pid is the host's own.
+    std::optional<ControlConnection> caller_connection_;
+    bool serving_caller_ = false;  // inside caller_call: a connect's filler waits for its end
+    // Disables the host thread's watch unless a waiting caller already
+    // did; returns whether this call did (then it must enable it again).
+    bool lend_loop();
+    // A pass over what became ready on the inner set, on this thread,
+    // without waiting (what the host thread would do on being woken).
+    void pass_without_waiting();
+    // One loop pass over events a caller took from the inner set; a stop
+    // request is left for the host thread. Returns whether there was one.
+    bool caller_pass(const epoll_event* events, int n);
+    ControlConnection& caller_connection();
     int control_fd_ = -1;
     std::unordered_map<int, ControlConnection> connections_;       // by fd
     std::unordered_map<int, std::unique_ptr<HostSocket>> sockets_;  // by host end fd

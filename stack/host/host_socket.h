@@ -5,7 +5,9 @@
 // Each transport implements it: UdpHostSocket now; TcpHostSocket when the
 // TCP engine is attached (see the TODO(tcp) notes below for its shape).
 //
-// Contract with the loop (single-threaded, no locks):
+// Contract with the loop (one thread at a time, under the host's loop
+// lock: the host thread, or an inproc app thread working the loop itself,
+// Host::caller_wait; no locking inside):
 // - on_app_readable: the host end has messages (EPOLLIN). Read a bounded
 //   number, then return; the loop is level-triggered.
 // - on_app_writable: the host end has room again (EPOLLOUT, only asked for

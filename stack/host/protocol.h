@@ -92,6 +92,13 @@ enum class Op : uint32_t {
 inline constexpr uint32_t capability_udp = 1;
 inline constexpr uint32_t capability_tcp = 2;
 
+// Reply.flags of a TCP connect (Connect, or Socket with action Connect)
+// made on the app's own thread (Host::caller_call): the handshake ended
+// within the call. Value still says EINPROGRESS, which a non-blocking
+// connect returns (inet_stream_connect never waits); a blocking one
+// returns 0 without waiting.
+inline constexpr uint32_t reply_connected = 1;
+
 // What Socket does right after creating the socket. Doing bind/connect in
 // the same call lets the shim swap the fd only when it succeeded: a bind
 // refused with EADDRINUSE leaves the program's socket as it was.

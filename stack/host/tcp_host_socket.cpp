@@ -125,10 +125,11 @@ uint32_t TcpHostSocket::epoll_events() const {
 
 // ------------------------------------------------------------ data
 
-void TcpHostSocket::pull_from_app(Instant now) {
+bool TcpHostSocket::pull_from_app(Instant now) {
     if (role_ != Role::Connected || app_eof_ || closed_) {
-        return;
+        return false;
     }
+    bool drained = false;  // the host end was found empty (EAGAIN, or a short read)
     std::vector<uint8_t>& buf = scratch();
     for (int i = 0; i < chunks_per_event; ++i) {
         // When the engine says how much it takes in full, read exactly that
@@ -150,6 +151,7 @@ void TcpHostSocket::pull_from_app(Instant now) {
             } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
                 app_eof_ = true;
             }
+            drained = !app_eof_ && (errno == EAGAIN || errno == EWOULDBLOCK);
             break;
         }
         if (n == 0) {
@@ -171,12 +173,12 @@ void TcpHostSocket::pull_from_app(Instant now) {
             std::fprintf(stderr, "ustack: internal error: the engine took %zd of %zd bytes it had room for\n",
                          sent ? static_cast<ssize_t>(*sent) : -1, n);
             fail_connection(EIO);
-            return;
+            return false;
         }
         if (!sent) {
             if (sent.error().value == EAGAIN) {
                 stack_full_ = true;
-                return;
+                return false;
             }
             fail_connection(sent.error().value == EPIPE ? 0 : sent.error().value);
             continue;
@@ -186,9 +188,10 @@ void TcpHostSocket::pull_from_app(Instant now) {
         }
         if (*sent < static_cast<size_t>(n)) {
             stack_full_ = true;
-            return;
+            return false;
         }
         if (!peek && static_cast<size_t>(n) < want && !exiting_ && !app_closed_) {
+            drained = true;
             break;  // a short read drained the stream for now: no EAGAIN round
         }
     }
@@ -199,6 +202,54 @@ void TcpHostSocket::pull_from_app(Instant now) {
         engine_shut_wr_ = true;
         (void)engine_.shutdown(id_, now, tcp::ShutdownHow::Write);
     }
+    return drained;
+}
+
+bool TcpHostSocket::may_send_from_app_thread() const {
+    if (role_ != Role::Connected || closed_ || app_closed_ || app_eof_ || app_shutdown_ || pair_dead_ || exiting_) {
+        return false;  // the pair path knows what to say (EPIPE, the error, EAGAIN while connecting)
+    }
+    // A stream still sending goes through the pair, so that the app's
+    // copies and the host thread's segments run on two cores at once (bulk
+    // upload went 13.0 → 9.5 Gbit/s with every write on the app's thread).
+    // A request sent onto an idle connection gains from the direct path:
+    // its latency is the wake-up saved.
+    return engine_.send_queued(id_) == 0;
+}
+
+size_t TcpHostSocket::send_from_app_thread(Instant now, const iovec* iov, size_t iovcnt) {
+    // Bytes the app wrote into the pair earlier (a write the shim does not
+    // see: sendfile, another process sharing the socket) go first.
+    if (!pull_from_app(now) || stack_full_ || app_eof_ || pair_dead_) {
+        return 0;
+    }
+    size_t taken = 0;
+    for (size_t i = 0; i < iovcnt; ++i) {
+        // Only what send_room() promises: send() then takes all of it and
+        // never consumes a pending error the pair path must report.
+        const size_t room = engine_.send_room(id_);
+        const size_t want = std::min(room, iov[i].iov_len);
+        if (want == 0) {
+            if (iov[i].iov_len == 0) {
+                continue;
+            }
+            break;
+        }
+        auto sent = engine_.send(id_, now, wire::ByteSpan(static_cast<const uint8_t*>(iov[i].iov_base), want));
+        if (!sent || *sent != want) {
+            // As in pull_from_app: bytes the app was told were taken must
+            // not vanish; a broken promise fails the connection loudly.
+            std::fprintf(stderr, "ustack: internal error: the engine took %zd of %zu bytes it had room for\n",
+                         sent ? static_cast<ssize_t>(*sent) : -1, want);
+            fail_connection(EIO);
+            return taken;
+        }
+        taken += want;
+        if (want < iov[i].iov_len) {
+            break;
+        }
+    }
+    return taken;
 }
 
 void TcpHostSocket::push_to_app(Instant now) {
@@ -454,6 +505,16 @@ void TcpHostSocket::start_connecting(int app_end) {
     }
 }
 
+void TcpHostSocket::end_of_caller_call() {
+    if (borrowed_app_end_ < 0) {
+        return;
+    }
+    if (role_ == Role::Connecting && connect_app_end_ < 0) {
+        start_connecting(borrowed_app_end_);  // still under way: the app end must not poll writable
+    }
+    borrowed_app_end_ = -1;
+}
+
 void TcpHostSocket::finish_connecting(Instant now, int error) {
     (void)now;
     if (error != 0) {
@@ -495,6 +556,13 @@ void TcpHostSocket::fail_connect(int error) {
     pair_dead_ = true;
     role_ = Role::Connected;
     filler_bytes_ = 0;
+    if (connect_app_end_ < 0 && borrowed_app_end_ >= 0) {
+        // Refused within a caller's call, before any filler: one unread
+        // byte is what makes the release below raise POLLERR.
+        const uint8_t byte = 0;
+        (void)!::send(borrowed_app_end_, &byte, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    }
+    borrowed_app_end_ = -1;
     if (connect_app_end_ >= 0) {
         ::close(connect_app_end_);
         connect_app_end_ = -1;
@@ -510,7 +578,7 @@ void TcpHostSocket::fail_connect(int error) {
     }
 }
 
-Result<void> TcpHostSocket::connect_with_app_end(Instant now, Endpoint remote, int app_end) {
+Result<void> TcpHostSocket::connect_with_app_end(Instant now, Endpoint remote, int app_end, bool fill_later) {
     if (role_ == Role::Listening) {
         return fail(EISCONN);
     }
@@ -519,7 +587,10 @@ Result<void> TcpHostSocket::connect_with_app_end(Instant now, Endpoint remote, i
     }
     auto r = engine_.connect(id_, now, to_tcp(remote));
     if (!r && r.error().value == EINPROGRESS && role_ == Role::Unconnected) {
-        if (app_end >= 0) {
+        if (app_end >= 0 && fill_later) {
+            role_ = Role::Connecting;
+            borrowed_app_end_ = app_end;
+        } else if (app_end >= 0) {
             start_connecting(app_end);
         } else {
             role_ = Role::Connecting;

@@ -36,6 +36,7 @@
 // send buffer allows), then engine.close(): FIN, or RST when received
 // data was never read (SO_LINGER {1,0} too), as tcp_close().
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <vector>
@@ -92,7 +93,15 @@ public:
     // connect() with a copy of the app end (the RPC's passed fd, or the new
     // pair's app end): the host fills it while the handshake runs. The
     // result is EINPROGRESS in the normal case (Reply.value for the shim).
-    Result<void> connect_with_app_end(Instant now, Endpoint remote, int app_end);
+    // fill_later (a call on the app's thread, Host::caller_call): app_end
+    // is only borrowed for the call, and the filler is written at its end
+    // by end_of_caller_call(), only if the handshake is still under way:
+    // a local peer answers the SYN within the call, and nobody can poll an
+    // end the call has not returned yet.
+    Result<void> connect_with_app_end(Instant now, Endpoint remote, int app_end, bool fill_later = false);
+    void end_of_caller_call();
+    // Established, with a working pair (for reply_connected).
+    bool connected() const { return role_ == Role::Connected && !pair_dead_ && !closed_; }
     Result<void> listen(Instant now, int backlog) override;
     Result<void> shutdown(Instant now, int how) override;
     Result<Endpoint> local_endpoint() const override;
@@ -101,6 +110,15 @@ public:
     Result<int64_t> get_option(int level, int name) override;
     std::string describe() const override;
     int type() const override;
+
+    // Inproc, on the app's thread (Host::caller_send): a send taken
+    // straight into the engine instead of through the pair, when the
+    // connection is healthy and the pair holds nothing the app wrote
+    // before (pulled first, so the byte order is kept). Returns the bytes
+    // taken, at most what the engine has room for; 0 when none were.
+    // Call only when may_send_from_app_thread() (which changes nothing).
+    size_t send_from_app_thread(Instant now, const iovec* iov, size_t iovcnt);
+    bool may_send_from_app_thread() const;
 
     Result<tcp::TcpInfo> info() const { return engine_.info(id_); }
     tcp::SocketId id() const { return id_; }
@@ -115,7 +133,8 @@ private:
     void start_connecting(int app_end);
     void fail_connect(int error);  // the handshake failed: the app end shows POLLERR
     void finish_connecting(Instant now, int error);
-    void pull_from_app(Instant now);   // app → engine
+    // app → engine; true when it found the host end empty.
+    bool pull_from_app(Instant now);
     void push_to_app(Instant now);     // engine → app
     void accept_connections(Instant now);
     void fail_connection(int error);   // keep the error, shut the pair down
@@ -131,6 +150,7 @@ private:
     Role role_;
 
     int connect_app_end_ = -1;    // Connecting: our copy of the app end
+    int borrowed_app_end_ = -1;   // Connecting, during a caller's call: its app end (not ours)
     size_t filler_bytes_ = 0;     // written into it, read back at the end
     int saved_app_sndbuf_ = 0;    // its SO_SNDBUF before we shrank it
 

@@ -126,6 +126,9 @@ public:
     // buffer of a connection that can send (ESTABLISHED/CLOSE_WAIT, not
     // shut down, no pending error), else 0 (then send() says why).
     size_t send_room(SocketId id) const;
+    // Bytes written and not yet acknowledged, unsent ones included
+    // (Linux's SIOCOUTQ: write_seq - snd_una); 0 for an unknown socket.
+    size_t send_queued(SocketId id) const;
     // Returns 0 at end of stream. Errors: EAGAIN, ENOTCONN, the pending
     // error once (ECONNRESET, ETIMEDOUT...).
     Result<size_t> recv(SocketId id, Instant now, wire::MutByteSpan out, bool peek = false);

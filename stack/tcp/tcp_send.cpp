@@ -340,6 +340,11 @@ size_t TcpEngine::send_room(SocketId id) const {
     return c->send_buffer.free_space();
 }
 
+size_t TcpEngine::send_queued(SocketId id) const {
+    const Conn* c = find_app(id);
+    return c == nullptr ? 0 : c->send_buffer.size();
+}
+
 Result<size_t> TcpEngine::send(SocketId id, Instant now, wire::ByteSpan data) {
     Conn* c = find_app(id);
     if (c == nullptr) {

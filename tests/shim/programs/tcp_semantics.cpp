@@ -14,7 +14,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -26,7 +28,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 extern char** environ;
@@ -336,6 +341,37 @@ void signal_ready() {
             }
             peer_exit(n == 0, "expected EOF (FIN), got " + std::to_string(n));
         }
+    }
+    if (role == "delayed-echo") {
+        // `arg` connections at once, each in a child of its own: every
+        // chunk is echoed 300 ms after it arrived, until EOF.
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int count = std::atoi(arg.c_str());
+        std::vector<pid_t> children;
+        for (int i = 0; i < count; ++i) {
+            const int c = accept_one(l, 20);
+            const pid_t child = ::fork();
+            if (child == 0) {
+                char buf[4096];
+                for (;;) {
+                    const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+                    if (n <= 0) {
+                        std::_Exit(n == 0 ? 0 : 1);
+                    }
+                    ::usleep(300000);
+                    write_all(c, buf, static_cast<size_t>(n));
+                }
+            }
+            ::close(c);
+            children.push_back(child);
+        }
+        bool ok = true;
+        for (const pid_t child : children) {
+            int status = 0;
+            ok = ::waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok;
+        }
+        peer_exit(ok, "a delayed-echo connection did not end with EOF");
     }
     if (role == "count-to-fin") {
         // Counts the bytes of one connection up to its FIN: `arg` expected.
@@ -877,6 +913,125 @@ void exit_without_close() {
     std::exit(0);  // no close(): the exit does it
 }
 
+// How a blocking recv() ends: at SO_RCVTIMEO (EAGAIN), on a signal (EINTR
+// without SA_RESTART, restarted with it when no timeout is set,
+// sock_intr_errno), on another thread's shutdown(SHUT_RD) (0), or with
+// data; and two threads blocked on two connections both get theirs. An
+// inproc host has the waiting thread work its loop (Host::caller_wait):
+// each of these must end that wait as Linux ends the sleep.
+std::atomic<int> g_signals{0};
+void count_signal(int) { g_signals.fetch_add(1); }
+
+int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+void set_rcvtimeo_ms(int fd, int ms) {
+    timeval tv{ms / 1000, (ms % 1000) * 1000};
+    CHECK(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
+}
+
+void blocking_waits() {
+    const pid_t peer = kernel_peer("delayed-echo", "3");
+    const int a = connect_to(g_kernel, g_port);
+    const int b = connect_to(g_kernel, g_port);
+    const int c = connect_to(g_kernel, g_port);
+    char buf[16];
+
+    // SO_RCVTIMEO: EAGAIN after the timeout, not before.
+    set_rcvtimeo_ms(a, 200);
+    int64_t t0 = now_ms();
+    CHECK(::recv(a, buf, sizeof buf, 0) < 0 && errno == EAGAIN, "recv past SO_RCVTIMEO: EAGAIN");
+    const int64_t waited = now_ms() - t0;
+    CHECK(waited >= 150 && waited < 3000, "SO_RCVTIMEO 200 ms waited " + std::to_string(waited) + " ms");
+
+    // A signal without SA_RESTART: EINTR.
+    set_rcvtimeo_ms(a, 0);
+    struct sigaction action {};
+    action.sa_handler = count_signal;
+    sigemptyset(&action.sa_mask);
+    CHECK(::sigaction(SIGUSR1, &action, nullptr) == 0, "sigaction");
+    const pthread_t self = ::pthread_self();
+    auto signal_later = [self](int ms) {
+        return std::thread([self, ms] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+            ::pthread_kill(self, SIGUSR1);
+        });
+    };
+    std::thread kill1 = signal_later(100);
+    CHECK(::recv(a, buf, sizeof buf, 0) < 0 && errno == EINTR, "recv interrupted: EINTR");
+    kill1.join();
+    CHECK(g_signals.load() == 1, "the handler ran");
+
+    // With SA_RESTART and no timeout the recv goes on and gets the echo
+    // (sent back 300 ms after our byte; the signal comes at 100 ms).
+    action.sa_flags = SA_RESTART;
+    CHECK(::sigaction(SIGUSR1, &action, nullptr) == 0, "sigaction SA_RESTART");
+    write_all(a, "r", 1);
+    std::thread kill2 = signal_later(100);
+    CHECK(::recv(a, buf, sizeof buf, 0) == 1 && buf[0] == 'r', "recv restarted after the signal");
+    kill2.join();
+    CHECK(g_signals.load() == 2, "the handler ran again");
+
+    // Another thread's shutdown(SHUT_RD) ends a blocked recv with 0.
+    std::thread shut([b] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        ::shutdown(b, SHUT_RD);
+    });
+    t0 = now_ms();
+    CHECK(::recv(b, buf, sizeof buf, 0) == 0, "recv after another thread's shutdown(SHUT_RD): 0");
+    shut.join();
+    CHECK(now_ms() - t0 < 3000, "shutdown(SHUT_RD) ended the wait at once");
+
+    // Two threads blocked on two connections: both get their echo.
+    std::atomic<int> got{0};
+    auto reader = [&got](int fd, char want) {
+        char one = 0;
+        if (::recv(fd, &one, 1, 0) == 1 && one == want) {
+            got.fetch_add(1);
+        }
+    };
+    std::thread ra(reader, a, 'x');
+    std::thread rc(reader, c, 'y');
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // both asleep in recv
+    write_all(c, "y", 1);
+    write_all(a, "x", 1);
+    ra.join();
+    rc.join();
+    CHECK(got.load() == 2, "two blocked readers: " + std::to_string(got.load()) + " of 2 got their data");
+    ::close(a);
+    ::close(b);
+    ::close(c);
+    expect_peer_ok(peer, "every connection ended with EOF");
+}
+
+// Bytes the app sends by a route the shim does not see (sendfile straight
+// into the app end) and a write() right after them reach the peer in
+// order. The write may go straight into the engine (an inproc host, idle
+// connection): what waits in the pair must go first.
+void write_order() {
+    const size_t chunk = 100;
+    const size_t rounds = 60;
+    const std::string data = pattern(2 * chunk * rounds, 9);
+    const pid_t peer = kernel_peer("count-to-fin", std::to_string(data.size()));
+    const int fd = connect_to(g_kernel, g_port);
+    char path[] = "/tmp/ustack-write-order-XXXXXX";
+    const int file = ::mkstemp(path);
+    CHECK(file >= 0, "mkstemp");
+    ::unlink(path);
+    CHECK(::write(file, data.data(), data.size()) == static_cast<ssize_t>(data.size()), "temp file");
+    for (size_t i = 0; i < rounds; ++i) {
+        off_t offset = static_cast<off_t>(2 * chunk * i);
+        CHECK(::sendfile(fd, file, &offset, chunk) == static_cast<ssize_t>(chunk), "sendfile");
+        write_all(fd, data.data() + 2 * chunk * i + chunk, chunk);
+        ::usleep(2000);  // acknowledged meanwhile: the next write finds the connection idle
+    }
+    ::close(file);
+    ::close(fd);
+    expect_peer_ok(peer, "the peer got every byte in order");
+}
+
 struct Scenario {
     const char* name;
     void (*run)();
@@ -889,6 +1044,7 @@ const Scenario scenarios[] = {
     {"close-unread", close_unread},     {"fork-accept", fork_accept},     {"daemonize", daemonize},
     {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
     {"exit-without-close", exit_without_close}, {"flags-before-swap", flags_before_swap},
+    {"blocking-waits", blocking_waits},  {"write-order", write_order},
 };
 
 }  // namespace

@@ -1,0 +1,242 @@
+// Inproc: the app's own thread works the host's loop (see host.h, "the
+// app's own thread works the loop").
+//
+// Who waits where:
+// - the host thread sleeps on outer_epoll_fd_, whose only entry is the
+//   inner set epoll_fd_ (device, timerfd, control, every host end);
+// - an app thread that would block disables that entry, sleeps on the
+//   inner set itself and, when woken, runs the same loop pass the host
+//   thread would (handle_event + after_activity) under loop_mutex_;
+// - so at most one thread ever waits on the inner set: a frame, a timer
+//   or a control request wakes exactly the thread that will handle it, and
+//   the host thread is not woken at all while a caller waits (a level-
+//   triggered set shared by two waiters wakes both: measured).
+// When the caller is done it enables the entry again; whatever became
+// ready meanwhile wakes the host thread then (level-triggered).
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "stack/host/host.h"
+#include "stack/host/tcp_host_socket.h"
+
+namespace ustack::host {
+
+namespace {
+constexpr uint64_t tag_of(const epoll_event& event) { return event.data.u64 >> 32; }
+}  // namespace
+
+bool Host::caller_pass(const epoll_event* events, int n) {
+    const Instant now = monotonic_now();
+    bool read_device = n == 0;  // a timeout: look at everything, as the host thread does
+    bool stop_seen = false;
+    for (int i = 0; i < n; ++i) {
+        if (tag_of(events[i]) == tag_wake) {
+            // A stop request is the host thread's: left unread (the set
+            // is level-triggered), it wakes that thread once we are done.
+            stop_seen = true;
+            continue;
+        }
+        handle_event(events[i], now, read_device);
+    }
+    check_half_closed_if_due(now);
+    after_activity(monotonic_now(), read_device);
+    return stop_seen;
+}
+
+bool Host::lend_loop() {
+    if (caller_waiting_) {
+        return false;  // that caller keeps the host thread out already
+    }
+    set_host_thread_watch(false);
+    return true;
+}
+
+void Host::pass_without_waiting() {
+    epoll_event events[64];
+    const int n = ::epoll_wait(epoll_fd_, events, 64, 0);
+    if (n > 0) {
+        (void)caller_pass(events, n);
+    }
+}
+
+std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string* text, int* fd_out) {
+    if (outer_epoll_fd_ < 0) {
+        return std::nullopt;
+    }
+    std::lock_guard<std::mutex> lock(loop_mutex_);
+    if (stopping_) {
+        return std::nullopt;  // the control socket says what happened
+    }
+    // A connect's SYN-ACK comes back inside our own write to the device:
+    // with the host thread watching, it would be woken only to wait for
+    // this lock (round 4 of bench/ANALYSIS.md measured that).
+    const bool lent = lend_loop();
+    std::string reply_text;
+    int out = -1;
+    serving_caller_ = true;
+    Reply reply = serve_call(caller_connection(), request, app_fd, reply_text, out);
+    serving_caller_ = false;
+    after_activity(monotonic_now(), false);  // what the call queued leaves now (a SYN: its answer too)
+    const bool connects = request.op == Op::Connect || (request.op == Op::Socket && request.action == SocketAction::Connect);
+    if (connects && reply.error == 0 && reply.value == EINPROGRESS) {
+        HostSocket* socket = socket_for_fd(request.op == Op::Socket ? out : app_fd);
+        if (socket != nullptr && socket->type() == SOCK_STREAM) {
+            auto& tcp = static_cast<TcpHostSocket&>(*socket);
+            tcp.end_of_caller_call();
+            if (tcp.connected()) {
+                reply.flags |= reply_connected;
+            }
+        }
+    }
+    wake_caller_if_touched();
+    if (lent) {
+        set_host_thread_watch(true);
+    }
+    if (text != nullptr) {
+        *text = std::move(reply_text);
+    }
+    if (fd_out != nullptr) {
+        *fd_out = out;
+    } else if (out >= 0) {
+        ::close(out);
+    }
+    return reply;
+}
+
+int Host::caller_close(const std::function<int()>& close_fd) {
+    if (outer_epoll_fd_ < 0) {
+        return close_fd();
+    }
+    std::lock_guard<std::mutex> lock(loop_mutex_);
+    if (stopping_ || caller_waiting_) {
+        return close_fd();  // a waiting caller takes the hang-up in its own pass
+    }
+    const bool lent = lend_loop();
+    const int rc = close_fd();
+    const int saved = errno;
+    pass_without_waiting();  // the last copy's hang-up: FIN (or RST) now
+    if (lent) {
+        set_host_thread_watch(true);
+    }
+    errno = saved;
+    return rc;
+}
+
+void Host::set_host_thread_watch(bool enabled) {
+    epoll_event inner{};
+    inner.events = enabled ? uint32_t{EPOLLIN} : 0u;  // 0: stays registered, wakes nobody
+    inner.data.u64 = 0;
+    ::epoll_ctl(outer_epoll_fd_, EPOLL_CTL_MOD, epoll_fd_, &inner);
+}
+
+Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& ready, std::optional<Instant> deadline) {
+    if (outer_epoll_fd_ < 0) {
+        return CallerWait::not_served;
+    }
+    std::unique_lock<std::mutex> lock(loop_mutex_);
+    if (caller_waiting_ || stopping_ || stop_requested_.load() != 0) {
+        return CallerWait::not_served;  // one caller at a time; the others block on their app end
+    }
+    HostSocket* socket = socket_for_fd(app_fd);
+    if (socket == nullptr) {
+        return CallerWait::not_served;
+    }
+    // Published before the first look, so that a wake_caller() racing with
+    // it either finds the flag or happened before the look.
+    caller_waiting_flag_.store(true);
+    if (ready()) {
+        caller_waiting_flag_.store(false);
+        return CallerWait::ready;
+    }
+    ++caller_counters_.waits;
+    caller_waiting_ = true;
+    caller_watch_fd_ = socket->host_fd();
+    caller_watch_hit_ = false;
+    set_host_thread_watch(false);
+
+    CallerWait outcome = CallerWait::not_served;
+    epoll_event events[64];
+    for (;;) {
+        int timeout_ms = -1;
+        if (deadline) {
+            const int64_t left_us = (*deadline - monotonic_now()).micros();
+            if (left_us <= 0) {
+                outcome = CallerWait::timed_out;
+                break;
+            }
+            timeout_ms = static_cast<int>((left_us + 999) / 1000);
+        }
+        lock.unlock();
+        const int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
+        const int wait_error = errno;
+        lock.lock();
+        if (n < 0) {
+            outcome = wait_error == EINTR ? CallerWait::interrupted : CallerWait::not_served;
+            break;
+        }
+        ++caller_counters_.wait_passes;
+        if (caller_pass(events, n)) {
+            break;  // not_served: the caller blocks on its app end while the host stops
+        }
+        if (caller_watch_hit_) {
+            caller_watch_hit_ = false;
+            if (ready()) {
+                outcome = CallerWait::ready;
+                break;
+            }
+        }
+    }
+    caller_waiting_ = false;
+    caller_waiting_flag_.store(false);
+    caller_watch_fd_ = -1;
+    set_host_thread_watch(true);
+    return outcome;
+}
+
+std::optional<size_t> Host::caller_send(int app_fd, const iovec* iov, size_t iovcnt) {
+    if (outer_epoll_fd_ < 0) {
+        return std::nullopt;
+    }
+    // The host thread at work (moving a stream, say): the pair, at once.
+    std::unique_lock<std::mutex> lock(loop_mutex_, std::try_to_lock);
+    if (!lock.owns_lock() || stopping_) {
+        return std::nullopt;
+    }
+    HostSocket* socket = socket_for_fd(app_fd);
+    if (socket == nullptr || socket->type() != SOCK_STREAM ||
+        !static_cast<TcpHostSocket&>(*socket).may_send_from_app_thread()) {
+        ++caller_counters_.sends_declined;
+        return std::nullopt;
+    }
+    const Instant now = monotonic_now();
+    const size_t taken = static_cast<TcpHostSocket&>(*socket).send_from_app_thread(now, iov, iovcnt);
+    // The pass the host thread would make after reading the pair: the
+    // segments leave now, on this thread.
+    mark_changed(socket->host_fd());
+    after_activity(now, false);
+    wake_caller_if_touched();
+    if (taken == 0) {
+        ++caller_counters_.sends_declined;
+        return std::nullopt;
+    }
+    ++caller_counters_.sends;
+    return taken;
+}
+
+void Host::wake_caller_if_touched() {
+    if (caller_waiting_ && caller_watch_hit_) {
+        const uint64_t one = 1;
+        (void)!::write(caller_kick_fd_, &one, sizeof one);
+    }
+}
+
+void Host::wake_caller() {
+    if (caller_kick_fd_ >= 0 && caller_waiting_flag_.load()) {
+        const uint64_t one = 1;
+        (void)!::write(caller_kick_fd_, &one, sizeof one);
+    }
+}
+
+}  // namespace ustack::host
