@@ -858,10 +858,11 @@ bool restarts_after_signal(bool has_timeout) {
 // Otherwise true, with -1/errno in `result` for a timeout (EAGAIN,
 // EINPROGRESS for connect) or a signal (EINTR), else `result` untouched.
 bool wait_on_this_thread(host::Host& h, int fd, int timeout_option, int timeout_errno,
-                         const std::function<bool()>& ready, ssize_t& result) {
+                         const std::function<bool()>& ready, ssize_t& result,
+                         host::TcpHostSocket::LentBuffer* read_into = nullptr) {
     const std::optional<Instant> deadline = timeout_deadline(fd, timeout_option);
     for (;;) {
-        switch (h.caller_wait(fd, ready, deadline)) {
+        switch (h.caller_wait(fd, ready, deadline, read_into)) {
         case host::Host::CallerWait::ready:
             return true;
         case host::Host::CallerWait::timed_out:
@@ -902,7 +903,13 @@ ssize_t recvmsg_app_end(int fd, msghdr& msg, int flags) {
         return n >= 0 || errno != EAGAIN;
     };
     const int saved = errno;
-    if (wait_on_this_thread(*h, fd, SO_RCVTIMEO, EAGAIN, ready, n)) {
+    // Not for a peek: the bytes lent out are consumed.
+    host::TcpHostSocket::LentBuffer lent{msg.msg_iov, msg.msg_iovlen};
+    if (wait_on_this_thread(*h, fd, SO_RCVTIMEO, EAGAIN, ready, n, (flags & MSG_PEEK) != 0 ? nullptr : &lent)) {
+        if (lent.got > 0) {
+            msg.msg_flags = 0;
+            return static_cast<ssize_t>(lent.got);
+        }
         return n;  // errno as the last recvmsg (or the timeout, or EINTR) left it
     }
     errno = saved;

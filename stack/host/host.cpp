@@ -1177,6 +1177,7 @@ std::string Host::stats_text() const {
         << "host_thread_wakeups_yielded " << caller_counters_.host_thread_yielded << "\n"
         << "caller_waits " << caller_counters_.waits << "\n"
         << "caller_wait_passes " << caller_counters_.wait_passes << "\n"
+        << "caller_direct_reads " << caller_counters_.direct_reads << "\n"
         << "caller_sends " << caller_counters_.sends << "\n"
         << "caller_sends_declined " << caller_counters_.sends_declined << "\n";
     return out.str();

@@ -109,7 +109,13 @@ public:
     // Works the loop on the calling thread until ready() (called under the
     // loop's lock, first before any wait, then whenever a pass looked at
     // the socket of `app_fd` or wake_caller() was called) returns true.
-    CallerWait caller_wait(int app_fd, const std::function<bool()>& ready, std::optional<Instant> deadline);
+    // With `read_into` (a TCP recv, not a peek): once the app end is found
+    // empty, the buffer is lent to the socket (TcpHostSocket::LentBuffer)
+    // and the wait ends `ready` with read_into->got > 0 when the engine's
+    // next bytes were copied straight into it; ready() is not called
+    // after that (it would read the pair into the same buffer).
+    CallerWait caller_wait(int app_fd, const std::function<bool()>& ready, std::optional<Instant> deadline,
+                           TcpHostSocket::LentBuffer* read_into = nullptr);
     // A TCP send on the calling thread: the bytes go straight into the
     // engine and out to the device, when nothing the app wrote earlier
     // waits in the pair. Returns the bytes taken (the rest, if any, goes
@@ -245,6 +251,7 @@ private:
         uint64_t host_thread_yielded = 0;
         uint64_t waits = 0;
         uint64_t wait_passes = 0;
+        uint64_t direct_reads = 0;
         uint64_t sends = 0;
         uint64_t sends_declined = 0;
     };

@@ -131,7 +131,8 @@ void Host::set_host_thread_watch(bool enabled) {
     ::epoll_ctl(outer_epoll_fd_, EPOLL_CTL_MOD, epoll_fd_, &inner);
 }
 
-Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& ready, std::optional<Instant> deadline) {
+Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& ready, std::optional<Instant> deadline,
+                                   TcpHostSocket::LentBuffer* read_into) {
     if (outer_epoll_fd_ < 0) {
         return CallerWait::not_served;
     }
@@ -155,6 +156,15 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
     caller_watch_fd_ = socket->host_fd();
     caller_watch_hit_ = false;
     set_host_thread_watch(false);
+    // The app end is empty now (ready() said so under the lock): the
+    // engine's next bytes may go straight into the reader's buffer.
+    TcpHostSocket* lender = nullptr;
+    if (read_into != nullptr && socket->type() == SOCK_STREAM) {
+        lender = static_cast<TcpHostSocket*>(socket);
+        read_into->got = 0;
+        read_into->socket_gone = false;
+        lender->lend_read_buffer(read_into);
+    }
 
     CallerWait outcome = CallerWait::not_served;
     epoll_event events[64];
@@ -180,6 +190,10 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
         if (caller_pass(events, n)) {
             break;  // not_served: the caller blocks on its app end while the host stops
         }
+        if (lender != nullptr && read_into->got > 0) {
+            outcome = CallerWait::ready;
+            break;
+        }
         if (caller_watch_hit_) {
             caller_watch_hit_ = false;
             if (ready()) {
@@ -187,6 +201,12 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
                 break;
             }
         }
+    }
+    if (lender != nullptr && !read_into->socket_gone) {
+        lender->lend_read_buffer(nullptr);
+    }
+    if (lender != nullptr && read_into->got > 0) {
+        ++caller_counters_.direct_reads;
     }
     caller_waiting_ = false;
     caller_waiting_flag_.store(false);

@@ -82,6 +82,9 @@ TcpHostSocket::TcpHostSocket(tcp::TcpEngine& engine, TcpConnectionFactory& facto
     : engine_(engine), factory_(factory), id_(id), fd_(host_fd), domain_(domain), uid_(uid), pid_(pid), role_(role) {}
 
 TcpHostSocket::~TcpHostSocket() {
+    if (lent_ != nullptr) {
+        lent_->socket_gone = true;
+    }
     if (!closed_) {
         engine_.abort(id_, Instant{});
     }
@@ -262,6 +265,36 @@ void TcpHostSocket::push_to_app(Instant now) {
     // peek, send, read again to consume).
     std::array<wire::ByteSpan, spans_per_send> spans;
     std::array<iovec, spans_per_send> iov;
+    if (lent_ != nullptr && lent_->got == 0) {
+        // A reader waits on the empty app end with its buffer lent: the
+        // first bytes go there (errors and the FIN take the pair, below).
+        auto got = engine_.recv_spans(id_, spans);
+        if (got && got->bytes > 0) {
+            size_t copied = 0;
+            size_t span = 0;
+            size_t span_offset = 0;
+            for (size_t i = 0; i < lent_->iovcnt && span < got->count; ++i) {
+                auto* out = static_cast<uint8_t*>(lent_->iov[i].iov_base);
+                size_t room = lent_->iov[i].iov_len;
+                while (room > 0 && span < got->count) {
+                    const size_t n = std::min(room, spans[span].size() - span_offset);
+                    std::memcpy(out, spans[span].data() + span_offset, n);
+                    out += n;
+                    room -= n;
+                    copied += n;
+                    span_offset += n;
+                    if (span_offset == spans[span].size()) {
+                        ++span;
+                        span_offset = 0;
+                    }
+                }
+            }
+            if (copied > 0) {
+                engine_.recv_consume(id_, now, copied);
+                lent_->got = copied;
+            }
+        }
+    }
     // Until the engine is empty or the host end full: nothing else would
     // call again (no packet comes while the window is closed).
     for (;;) {

@@ -116,6 +116,21 @@ public:
     // connection is healthy and the pair holds nothing the app wrote
     // before (pulled first, so the byte order is kept). Returns the bytes
     // taken, at most what the engine has room for; 0 when none were.
+    // Inproc, on the app's thread (Host::caller_wait): a reader blocked on
+    // an empty app end lends its buffer; the next bytes the engine has for
+    // the app are copied straight into it (push_to_app) instead of going
+    // through the pair (one copy and two syscalls fewer), the rest behind
+    // them into the pair as usual. `got` says how many; `socket_gone` is
+    // set if the socket is destroyed meanwhile (the lender must not touch
+    // it then).
+    struct LentBuffer {
+        const iovec* iov = nullptr;
+        size_t iovcnt = 0;
+        size_t got = 0;
+        bool socket_gone = false;
+    };
+    void lend_read_buffer(LentBuffer* buffer) { lent_ = buffer; }
+
     // Call only when may_send_from_app_thread() (which changes nothing).
     size_t send_from_app_thread(Instant now, const iovec* iov, size_t iovcnt);
     bool may_send_from_app_thread() const;
@@ -151,6 +166,7 @@ private:
 
     int connect_app_end_ = -1;    // Connecting: our copy of the app end
     int borrowed_app_end_ = -1;   // Connecting, during a caller's call: its app end (not ours)
+    LentBuffer* lent_ = nullptr;  // a blocked reader's buffer (lend_read_buffer)
     size_t filler_bytes_ = 0;     // written into it, read back at the end
     int saved_app_sndbuf_ = 0;    // its SO_SNDBUF before we shrank it
 

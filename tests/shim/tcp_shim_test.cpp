@@ -129,7 +129,7 @@ std::vector<Case> cases() {
     const std::vector<std::string> both = {"client-echo",  "server-accept", "nonblock-refused", "nonblock-connect",
                                            "peer-reset",   "shutdown-epipe", "options",         "epoll-mixed",
                                            "linger-zero",  "close-unread",  "dual-stack",     "exit-without-close",
-                                           "flags-before-swap", "blocking-waits", "write-order"};
+                                           "flags-before-swap", "blocking-waits", "write-order", "read-order"};
     const std::vector<std::string> daemon_only = {"fork-accept", "daemonize", "sigkill", "exec-keeps"};
     std::vector<Case> out;
     for (const auto& s : both) {

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -372,6 +373,21 @@ void signal_ready() {
             ok = ::waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok;
         }
         peer_exit(ok, "a delayed-echo connection did not end with EOF");
+    }
+    if (role == "trickle") {
+        // Sends pattern(`arg`, 5) in 1 000-byte pieces, one per 500 µs,
+        // then closes: the reader is mostly blocked when a piece comes.
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int c = accept_one(l, 20);
+        set_int(c, IPPROTO_TCP, TCP_NODELAY, 1);
+        const std::string data = pattern(static_cast<size_t>(std::atoi(arg.c_str())), 5);
+        for (size_t at = 0; at < data.size(); at += 1000) {
+            write_all(c, data.data() + at, std::min<size_t>(1000, data.size() - at));
+            ::usleep(500);
+        }
+        ::close(c);
+        peer_exit(true, "");
     }
     if (role == "count-to-fin") {
         // Counts the bytes of one connection up to its FIN: `arg` expected.
@@ -1032,6 +1048,63 @@ void write_order() {
     expect_peer_ok(peer, "the peer got every byte in order");
 }
 
+// Blocking reads of every shape while the data trickles in: the bytes come
+// out whole and in order. An inproc host copies the engine's next bytes
+// straight into a blocked reader's buffer and the rest into the pair
+// (TcpHostSocket::LentBuffer): buffers smaller and larger than a segment,
+// readv over three pieces, recv(MSG_PEEK) (never lent), read().
+void read_order() {
+    const size_t total = 200000;
+    const pid_t peer = kernel_peer("trickle", std::to_string(total));
+    const int fd = connect_to(g_kernel, g_port);
+    const std::string want = pattern(total, 5);
+    std::string got;
+    const size_t sizes[] = {1, 7, 100, 1460, 4096, 65536};
+    char buf[65536];
+    for (size_t round = 0;; ++round) {
+        const size_t size = sizes[round % (sizeof sizes / sizeof sizes[0])];
+        ssize_t n = 0;
+        switch (round % 4) {
+        case 0:
+            n = ::recv(fd, buf, size, 0);
+            break;
+        case 1: {
+            char a[3], b[5];
+            iovec iov[3] = {{a, sizeof a}, {b, sizeof b}, {buf, size}};
+            n = ::readv(fd, iov, 3);
+            if (n > 0) {
+                std::string joined(a, sizeof a);
+                joined.append(b, sizeof b);
+                joined.append(buf, size);
+                std::memcpy(buf, joined.data(), static_cast<size_t>(n));
+            }
+            break;
+        }
+        case 2: {
+            char peeked[16];
+            const ssize_t p = ::recv(fd, peeked, sizeof peeked, MSG_PEEK);
+            CHECK(p >= 0, "recv(MSG_PEEK)");
+            n = ::recv(fd, buf, size, 0);
+            CHECK(p == 0 || (n > 0 && std::memcmp(peeked, buf, std::min<size_t>(static_cast<size_t>(p), static_cast<size_t>(n))) == 0),
+                  "a peek shows the bytes the next read returns");
+            break;
+        }
+        default:
+            n = ::read(fd, buf, size);
+            break;
+        }
+        CHECK(n >= 0, "read at " + std::to_string(got.size()));
+        if (n == 0) {
+            break;
+        }
+        got.append(buf, static_cast<size_t>(n));
+    }
+    CHECK(got.size() == want.size(), "got " + std::to_string(got.size()) + " of " + std::to_string(want.size()) + " bytes");
+    CHECK(got == want, "the bytes came out of order");
+    ::close(fd);
+    expect_peer_ok(peer, "trickle sent everything");
+}
+
 struct Scenario {
     const char* name;
     void (*run)();
@@ -1044,7 +1117,7 @@ const Scenario scenarios[] = {
     {"close-unread", close_unread},     {"fork-accept", fork_accept},     {"daemonize", daemonize},
     {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
     {"exit-without-close", exit_without_close}, {"flags-before-swap", flags_before_swap},
-    {"blocking-waits", blocking_waits},  {"write-order", write_order},
+    {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
 };
 
 }  // namespace
