@@ -853,31 +853,49 @@ bool restarts_after_signal(bool has_timeout) {
 }
 
 // A blocking wait on the app end, made on this thread by working the
-// host's loop until `ready` (Host::caller_wait). Returns false when the
-// host does not serve it this way: then the caller blocks on the app end.
-// Otherwise true, with -1/errno in `result` for a timeout (EAGAIN,
-// EINPROGRESS for connect) or a signal (EINTR), else `result` untouched.
+// host's loop until `ready(own_fd)` (Host::caller_wait). Returns false
+// when the host does not serve it this way: then the caller blocks on the
+// app end. Otherwise true, with -1/errno in `result` for a timeout
+// (EAGAIN, EINPROGRESS for connect) or a signal (EINTR), else `result`
+// as ready() left it.
 bool wait_on_this_thread(host::Host& h, int fd, int timeout_option, int timeout_errno,
-                         const std::function<bool()>& ready, ssize_t& result,
+                         const std::function<bool(int)>& ready, ssize_t& result,
                          host::TcpHostSocket::LentBuffer* read_into = nullptr) {
     const std::optional<Instant> deadline = timeout_deadline(fd, timeout_option);
-    for (;;) {
-        switch (h.caller_wait(fd, ready, deadline, read_into)) {
+    // The wait holds its own reference to the socket, as a blocked recv
+    // holds the file: another thread's close(fd) (or dup2 over it) neither
+    // ends the connection under us nor lets us read whatever file took the
+    // number meanwhile.
+    const int own = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        return false;
+    }
+    const std::function<bool()> ready_own = [&] { return ready(own); };
+    bool served = true;
+    for (bool waiting = true; waiting;) {
+        waiting = false;
+        switch (h.caller_wait(own, ready_own, deadline, read_into)) {
         case host::Host::CallerWait::ready:
-            return true;
+            break;
         case host::Host::CallerWait::timed_out:
             result = set_errno(timeout_errno);
-            return true;
+            break;
         case host::Host::CallerWait::interrupted:
             if (restarts_after_signal(deadline.has_value())) {
-                continue;
+                waiting = true;
+                break;
             }
             result = set_errno(EINTR);
-            return true;
+            break;
         case host::Host::CallerWait::not_served:
-            return false;
+            served = false;
+            break;
         }
     }
+    const int saved = errno;
+    real.close(own);  // the last reference if the app closed fd meanwhile: the host sees the hang-up
+    errno = saved;
+    return served;
 }
 
 // Whether fd's open file is in non-blocking mode (O_NONBLOCK is shared
@@ -898,8 +916,8 @@ ssize_t recvmsg_app_end(int fd, msghdr& msg, int flags) {
     if (n >= 0 || errno != EAGAIN || nonblocking(fd)) {
         return n;
     }
-    auto ready = [&] {
-        n = real.recvmsg(fd, &msg, flags | MSG_DONTWAIT);
+    auto ready = [&](int own) {
+        n = real.recvmsg(own, &msg, flags | MSG_DONTWAIT);
         return n >= 0 || errno != EAGAIN;
     };
     const int saved = errno;
@@ -972,8 +990,10 @@ int finish_tcp_connect(int fd, int64_t reply_value, uint32_t reply_flags) {
     if (host::Host* h = caller_host(); h != nullptr) {
         // The handshake's answer is taken on this thread (see tcp_send).
         ssize_t waited = 0;
-        auto ready = [&] {
-            n = ::poll(&p, 1, 0);
+        auto ready = [&](int own) {
+            pollfd q{own, POLLOUT, 0};
+            n = ::poll(&q, 1, 0);
+            p.revents = q.revents;
             return n != 0;
         };
         if (wait_on_this_thread(*h, fd, SO_SNDTIMEO, EINPROGRESS, ready, waited) && waited < 0) {
@@ -1702,8 +1722,10 @@ int shim_shutdown(int fd, int how) {
         const int err = errno;
         if (rc == 0 || err == ENOTCONN) {
             real.shutdown(fd, how);
-            if (host::Host* h = caller_host(); h != nullptr) {
-                h->wake_caller();  // a thread reading this socket on the host's loop sees the EOF
+            if (InprocHost* p = inproc.load(); p != nullptr) {
+                // A thread reading this socket on the host's loop sees the
+                // EOF (from a forked child too: the eventfd is shared).
+                p->host->wake_caller(p->pid != ::getpid());
             }
         }
         errno = err;
@@ -1722,7 +1744,7 @@ int shim_close(int fd) {
     const bool ustack_fd = is_ustack(fd_table().get(fd, false));
     fd_table().clear(fd);
     if (host::Host* h = ustack_fd ? caller_host() : nullptr; h != nullptr) {
-        return h->caller_close([fd] { return real.close(fd); });
+        return h->caller_close(fd, [fd] { return real.close(fd); });
     }
     return real.close(fd);
 }

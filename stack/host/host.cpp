@@ -147,7 +147,7 @@ Host::~Host() {
     for (auto& [fd, connection] : connections_) {
         ::close(fd);
     }
-    for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, control_fd_}) {
+    for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, watchdog_fd_, control_fd_}) {
         if (fd >= 0) {
             ::close(fd);
         }
@@ -243,11 +243,22 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         // The host thread's own set: only the inner one (see caller_wait).
         host->outer_epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         host->caller_kick_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        host->watchdog_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        epoll_event watchdog{};
+        watchdog.events = EPOLLIN;
+        watchdog.data.u64 = make_tag(tag_watchdog, host->watchdog_fd_);
         epoll_event inner{};
         inner.events = EPOLLIN;
         inner.data.u64 = 0;
+        // Stop requests reach the host thread even while a caller keeps it
+        // out of the inner set (it then takes the loop back).
+        epoll_event stop{};
+        stop.events = EPOLLIN;
+        stop.data.u64 = make_tag(tag_wake, host->wake_fd_);
         if (host->outer_epoll_fd_ < 0 || host->caller_kick_fd_ < 0 || !watch(host->caller_kick_fd_, tag_caller_kick) ||
-            ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->epoll_fd_, &inner) < 0) {
+            ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->epoll_fd_, &inner) < 0 ||
+            ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->wake_fd_, &stop) < 0 || host->watchdog_fd_ < 0 ||
+            ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->watchdog_fd_, &watchdog) < 0) {
             return host_fail(errno, std::string("epoll (inproc): ") + std::strerror(errno));
         }
     }
@@ -319,13 +330,21 @@ void Host::run() {
         }
         std::unique_lock<std::mutex> lock(loop_mutex_);
         if (wait_fd != epoll_fd_) {
-            if (caller_waiting_) {
+            for (int i = 0; i < n; ++i) {
+                if ((events[i].data.u64 >> 32) == tag_watchdog) {
+                    uint64_t expirations;
+                    (void)!::read(watchdog_fd_, &expirations, sizeof expirations);
+                    if (!caller_waiting_) {
+                        arm_watchdog(false);  // no caller at work: nothing to watch
+                    }
+                }
+            }
+            if (caller_waiting_ && !supersede_stuck_caller()) {
                 ++caller_counters_.host_thread_yielded;
                 continue;  // an app thread works the loop until it re-enables us
             }
-            if (n > 0) {
-                n = ::epoll_wait(epoll_fd_, events, 64, 0);  // what the outer set announced
-            }
+            // What the outer set announced (the inner set, or a stop request).
+            n = ::epoll_wait(epoll_fd_, events, 64, 0);
         }
         Instant now = monotonic_now();
         // The device is read when epoll says it is readable, or when the
@@ -444,7 +463,10 @@ void Host::handle_event(const epoll_event& event, Instant now, bool& read_device
         }
         if ((ev & (EPOLLHUP | EPOLLERR)) != 0) {
             socket.drain_app(now);  // everything the app wrote before its last close
-            if (socket.hangup_ambiguous() && app_end_alive(fd)) {
+            // The app's close() on this thread, just now (caller_close):
+            // its hang-up needs no liveness check.
+            const bool own_close = fd == closing_host_fd_ && socket.hangup_after_close_is_close();
+            if (socket.hangup_ambiguous() && !own_close && app_end_alive(fd)) {
                 // Both directions shut, the app still holds its
                 // end: not a close. Looked at again later.
                 half_closed_.insert(fd);
@@ -620,6 +642,7 @@ void Host::reap_finished() {
         }
         half_closed_.erase(fd);
         udp_fds_.erase(fd);
+        caller_watch_gone_ = caller_watch_gone_ || fd == caller_watch_fd_;
         if (it->second->type() == SOCK_STREAM) {
             const auto& tcp_socket = static_cast<const TcpHostSocket&>(*it->second);
             if (auto e = by_engine_id_.find(tcp_socket.id()); e != by_engine_id_.end() && e->second == fd) {
@@ -1179,7 +1202,8 @@ std::string Host::stats_text() const {
         << "caller_wait_passes " << caller_counters_.wait_passes << "\n"
         << "caller_direct_reads " << caller_counters_.direct_reads << "\n"
         << "caller_sends " << caller_counters_.sends << "\n"
-        << "caller_sends_declined " << caller_counters_.sends_declined << "\n";
+        << "caller_sends_declined " << caller_counters_.sends_declined << "\n"
+        << "caller_waits_superseded " << caller_counters_.superseded << "\n";
     return out.str();
 }
 

@@ -126,7 +126,9 @@ public:
     // A change of the app end the loop cannot see (the app's own
     // shutdown(), from another thread than the one waiting): wakes the
     // waiting caller, which looks again.
-    void wake_caller();
+    // force: from a forked child, whose copy of the flag says nothing
+    // about the parent's waiting thread (the eventfd is shared).
+    void wake_caller(bool force = false);
     // A control call made on the calling thread (what the control socket
     // carries otherwise: the same serve_call, then the same pass). app_fd
     // is the caller's own fd (not closed); a socket's new app end comes
@@ -136,7 +138,7 @@ public:
     // close() of a ustack fd on the calling thread: `close_fd` closes it;
     // if that was the last copy, the hang-up is handled on this thread
     // (the FIN leaves now) instead of waking the host thread for it.
-    int caller_close(const std::function<int()>& close_fd);
+    int caller_close(int app_fd, const std::function<int()>& close_fd);
 
 private:
     struct ControlConnection {
@@ -157,6 +159,7 @@ private:
     static constexpr uint64_t tag_connection = 5;
     static constexpr uint64_t tag_socket = 6;
     static constexpr uint64_t tag_caller_kick = 7;
+    static constexpr uint64_t tag_watchdog = 8;  // outer set only
 
     void log(LogLevel level, const std::string& message) const;
     // One epoll event of the inner set: what the loop does about it.
@@ -165,6 +168,9 @@ private:
     // The host thread waits on outer_epoll_fd_ (inproc): enables or
     // disables its one entry, the inner set.
     void set_host_thread_watch(bool enabled);
+    // The host thread, woken while a caller waits: takes the loop back if
+    // the program stops or the caller stopped working it. Returns whether.
+    bool supersede_stuck_caller();
     // After a pass made on an app thread that is not the waiting caller
     // (caller_send): wakes the caller if the pass touched its socket.
     void wake_caller_if_touched();
@@ -235,6 +241,11 @@ private:
     // caller_wait); -1 in daemon mode (the host thread waits on epoll_fd_).
     int outer_epoll_fd_ = -1;
     int caller_kick_fd_ = -1;  // eventfd: wake_caller()
+    // timerfd in the outer set, periodic while callers wait: the host
+    // thread's look at whether the waiting caller still works the loop
+    // (it may have gone to sleep before the wait began, with no timeout).
+    int watchdog_fd_ = -1;
+    bool watchdog_armed_ = false;
     // Held by whichever thread works the loop; released while waiting.
     std::mutex loop_mutex_;
     // Under loop_mutex_: an app thread waits in caller_wait (at most one),
@@ -243,6 +254,14 @@ private:
     bool caller_waiting_ = false;
     int caller_watch_fd_ = -1;
     bool caller_watch_hit_ = false;
+    bool caller_watch_gone_ = false;  // its socket was reaped (only at the exit drain)
+    // A wait's number: the host thread bumps it when it takes the loop
+    // back from a caller that stopped working it (supersede_stuck_caller).
+    uint64_t caller_epoch_ = 0;
+    uint64_t caller_passes_ = 0;         // passes made by callers
+    uint64_t watchdog_seen_passes_ = 0;  // caller_passes_ at the host thread's last look
+    static constexpr Duration caller_watchdog_interval = Duration::from_millis(100);
+    void arm_watchdog(bool on);
     std::atomic<bool> caller_waiting_flag_{false};  // caller_waiting_, for wake_caller() without the lock
     // Who worked the loop (`ustackctl stats`): passes of the host thread,
     // its wake-ups that found a caller at work, and the callers' share.
@@ -254,12 +273,14 @@ private:
         uint64_t direct_reads = 0;
         uint64_t sends = 0;
         uint64_t sends_declined = 0;
+        uint64_t superseded = 0;
     };
     CallerCounters caller_counters_;
     // The calling process as a control connection (caller_call): made on
     // first use; its pid is the host's own.
     std::optional<ControlConnection> caller_connection_;
     bool serving_caller_ = false;  // inside caller_call: a connect's filler waits for its end
+    int closing_host_fd_ = -1;     // inside caller_close: the host end of the socket the app closed
     // Disables the host thread's watch unless a waiting caller already
     // did; returns whether this call did (then it must enable it again).
     bool lend_loop();

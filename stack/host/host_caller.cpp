@@ -13,7 +13,9 @@
 //   triggered set shared by two waiters wakes both: measured).
 // When the caller is done it enables the entry again; whatever became
 // ready meanwhile wakes the host thread then (level-triggered).
+#include <poll.h>
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -66,7 +68,7 @@ std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string*
         return std::nullopt;
     }
     std::lock_guard<std::mutex> lock(loop_mutex_);
-    if (stopping_) {
+    if (stopping_ || stop_requested_.load() != 0) {
         return std::nullopt;  // the control socket says what happened
     }
     // A connect's SYN-ACK comes back inside our own write to the device:
@@ -105,23 +107,38 @@ std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string*
     return reply;
 }
 
-int Host::caller_close(const std::function<int()>& close_fd) {
+int Host::caller_close(int app_fd, const std::function<int()>& close_fd) {
     if (outer_epoll_fd_ < 0) {
         return close_fd();
     }
     std::lock_guard<std::mutex> lock(loop_mutex_);
-    if (stopping_ || caller_waiting_) {
+    if (stopping_ || caller_waiting_ || stop_requested_.load() != 0) {
         return close_fd();  // a waiting caller takes the hang-up in its own pass
     }
     const bool lent = lend_loop();
+    const HostSocket* socket = socket_for_fd(app_fd);
+    closing_host_fd_ = socket != nullptr ? socket->host_fd() : -1;
     const int rc = close_fd();
     const int saved = errno;
     pass_without_waiting();  // the last copy's hang-up: FIN (or RST) now
+    closing_host_fd_ = -1;
     if (lent) {
         set_host_thread_watch(true);
     }
     errno = saved;
     return rc;
+}
+
+void Host::arm_watchdog(bool on) {
+    itimerspec spec{};
+    if (on) {
+        const int64_t us = caller_watchdog_interval.micros();
+        spec.it_interval.tv_sec = us / 1000000;
+        spec.it_interval.tv_nsec = (us % 1000000) * 1000;
+        spec.it_value = spec.it_interval;
+    }
+    ::timerfd_settime(watchdog_fd_, 0, &spec, nullptr);
+    watchdog_armed_ = on;
 }
 
 void Host::set_host_thread_watch(bool enabled) {
@@ -152,21 +169,30 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
         return CallerWait::ready;
     }
     ++caller_counters_.waits;
+    const uint64_t epoch = ++caller_epoch_;
     caller_waiting_ = true;
     caller_watch_fd_ = socket->host_fd();
     caller_watch_hit_ = false;
+    caller_watch_gone_ = false;
     set_host_thread_watch(false);
+    if (!watchdog_armed_) {
+        arm_watchdog(true);  // stays armed while waits follow each other (the host thread disarms it)
+    }
     // The app end is empty now (ready() said so under the lock): the
-    // engine's next bytes may go straight into the reader's buffer.
+    // engine's next bytes may go straight into the reader's buffer. It is
+    // lent only for this thread's own passes, never across the wait: no
+    // other thread ever writes into this thread's stack (a reader that a
+    // signal handler longjmp'd away from its recv leaves nothing behind),
+    // and another thread's pass puts the bytes into the pair and wakes us.
     TcpHostSocket* lender = nullptr;
     if (read_into != nullptr && socket->type() == SOCK_STREAM) {
         lender = static_cast<TcpHostSocket*>(socket);
         read_into->got = 0;
         read_into->socket_gone = false;
-        lender->lend_read_buffer(read_into);
     }
 
     CallerWait outcome = CallerWait::not_served;
+    bool superseded = false;
     epoll_event events[64];
     for (;;) {
         int timeout_ms = -1;
@@ -178,21 +204,39 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
             }
             timeout_ms = static_cast<int>((left_us + 999) / 1000);
         }
+        if (!half_closed_.empty()) {
+            // The host thread's periodic look at unwatched sockets (run()).
+            const int check_ms = static_cast<int>(half_closed_check_interval.millis());
+            timeout_ms = timeout_ms < 0 ? check_ms : std::min(timeout_ms, check_ms);
+        }
         lock.unlock();
         const int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
         const int wait_error = errno;
         lock.lock();
+        if (caller_epoch_ != epoch) {
+            superseded = true;  // the host thread took the loop back (watchdog, stop)
+            break;
+        }
         if (n < 0) {
             outcome = wait_error == EINTR ? CallerWait::interrupted : CallerWait::not_served;
             break;
         }
         ++caller_counters_.wait_passes;
-        if (caller_pass(events, n)) {
-            break;  // not_served: the caller blocks on its app end while the host stops
+        ++caller_passes_;
+        const bool lend = lender != nullptr && !caller_watch_gone_;
+        if (lend) {
+            lender->lend_read_buffer(read_into);
+        }
+        const bool stop_seen = caller_pass(events, n);
+        if (lend && !read_into->socket_gone) {
+            lender->lend_read_buffer(nullptr);
         }
         if (lender != nullptr && read_into->got > 0) {
-            outcome = CallerWait::ready;
+            outcome = CallerWait::ready;  // before anything else: those bytes are the app's now
             break;
+        }
+        if (stop_seen) {
+            break;  // not_served: the caller blocks on its app end while the host stops
         }
         if (caller_watch_hit_) {
             caller_watch_hit_ = false;
@@ -202,17 +246,39 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
             }
         }
     }
-    if (lender != nullptr && !read_into->socket_gone) {
-        lender->lend_read_buffer(nullptr);
-    }
     if (lender != nullptr && read_into->got > 0) {
         ++caller_counters_.direct_reads;
     }
+    if (!superseded) {
+        caller_waiting_ = false;
+        caller_waiting_flag_.store(false);
+        caller_watch_fd_ = -1;
+        set_host_thread_watch(true);
+    }
+    return outcome;
+}
+
+bool Host::supersede_stuck_caller() {
+    // A caller keeps the host thread out only while it works the loop. One
+    // that stopped (a signal handler that blocks or exits the program, a
+    // longjmp out of its recv, an exception) would stop the whole stack:
+    // the inner set stayed readable and no caller pass came since the last
+    // look, or the program is stopping.
+    const bool stopping = stop_requested_.load() != 0;
+    struct pollfd inner {epoll_fd_, POLLIN, 0};
+    const bool pending = ::poll(&inner, 1, 0) == 1;
+    const bool stalled = pending && caller_passes_ == watchdog_seen_passes_;
+    watchdog_seen_passes_ = caller_passes_;
+    if (!stopping && !stalled) {
+        return false;
+    }
+    ++caller_counters_.superseded;
+    ++caller_epoch_;  // the caller, when it comes back, sees it and leaves the loop alone
     caller_waiting_ = false;
     caller_waiting_flag_.store(false);
     caller_watch_fd_ = -1;
     set_host_thread_watch(true);
-    return outcome;
+    return true;
 }
 
 std::optional<size_t> Host::caller_send(int app_fd, const iovec* iov, size_t iovcnt) {
@@ -221,7 +287,7 @@ std::optional<size_t> Host::caller_send(int app_fd, const iovec* iov, size_t iov
     }
     // The host thread at work (moving a stream, say): the pair, at once.
     std::unique_lock<std::mutex> lock(loop_mutex_, std::try_to_lock);
-    if (!lock.owns_lock() || stopping_) {
+    if (!lock.owns_lock() || stopping_ || stop_requested_.load() != 0) {
         return std::nullopt;
     }
     HostSocket* socket = socket_for_fd(app_fd);
@@ -252,8 +318,8 @@ void Host::wake_caller_if_touched() {
     }
 }
 
-void Host::wake_caller() {
-    if (caller_kick_fd_ >= 0 && caller_waiting_flag_.load()) {
+void Host::wake_caller(bool force) {
+    if (caller_kick_fd_ >= 0 && (force || caller_waiting_flag_.load())) {
         const uint64_t one = 1;
         (void)!::write(caller_kick_fd_, &one, sizeof one);
     }

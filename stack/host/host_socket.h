@@ -85,6 +85,11 @@ public:
     // end (both directions shut) rather than from the app's last close:
     // the host then checks that the app end is really gone.
     virtual bool hangup_ambiguous() const { return false; }
+    // true when a hang-up that comes right after the app closed one of its
+    // fds of this socket can only be that close (then the liveness check
+    // is skipped): nothing but the app's shutdown() (which the host hears
+    // of first) would shut its side of the pair.
+    virtual bool hangup_after_close_is_close() const { return false; }
     // true once the socket gave up its end of the pair (host_fd() is then a
     // placeholder): no epoll events come any more, and the loop learns of
     // the app's last close only by checking that the app end is gone.

@@ -72,6 +72,9 @@ public:
     uint32_t epoll_events() const override;
     bool watch_host_end() const override { return !closed_ && !app_closed_; }
     bool hangup_ambiguous() const override { return peer_eof_sent_ || pair_dead_ || app_shutdown_; }
+    // The host shut only its writing side (the peer's FIN): the app's side
+    // closes only with its last fd or a shutdown() it would have told us of.
+    bool hangup_after_close_is_close() const override { return !pair_dead_ && !app_shutdown_; }
     bool pair_released() const override { return pair_released_; }
     // The app closed with more written than one pass reads, and the
     // engine has room: nothing else would wake us for the rest.

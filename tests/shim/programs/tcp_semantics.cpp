@@ -1101,8 +1101,104 @@ void read_order() {
     }
     CHECK(got.size() == want.size(), "got " + std::to_string(got.size()) + " of " + std::to_string(want.size()) + " bytes");
     CHECK(got == want, "the bytes came out of order");
+    // After the peer's FIN, closing one of two fds of the socket is not its
+    // close: the other still writes (CLOSE_WAIT) and names the connection.
+    const int copy = ::dup(fd);
+    CHECK(copy >= 0, "dup");
     ::close(fd);
+    sockaddr_in peer_addr{};
+    socklen_t len = sizeof peer_addr;
+    CHECK(::getpeername(copy, reinterpret_cast<sockaddr*>(&peer_addr), &len) == 0, "getpeername on the dup");
+    CHECK(::send(copy, "x", 1, MSG_NOSIGNAL) == 1, "send on the dup after closing the other fd");
+    ::close(copy);
     expect_peer_ok(peer, "trickle sent everything");
+}
+
+// A signal handler ends the program (exit) while the main thread is
+// blocked in recv: it exits at once, and what it wrote still reaches the
+// peer with the FIN (the test's kernel peer counts it, as for
+// exit-without-close). An inproc host whose loop that thread was working
+// takes it back (Host::supersede_stuck_caller), or the exit would wait on
+// it forever.
+void exit_on_signal(int) {
+    static const char pass[] = "PASS exit-in-handler\n";
+    (void)!::write(1, pass, sizeof pass - 1);
+    std::exit(0);
+}
+
+void exit_in_handler() {
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+        fd = tcp_socket();
+        sockaddr_in a = address(g_kernel, g_port);
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+            CHECK(errno == ECONNREFUSED, "connect");
+            ::close(fd);
+            fd = -1;
+            ::usleep(50000);
+        }
+    }
+    CHECK(fd >= 0, "the kernel peer never listened");
+    const std::string data = pattern(300000, 9);
+    write_all(fd, data.data(), data.size());
+    struct sigaction action {};
+    action.sa_handler = exit_on_signal;
+    sigemptyset(&action.sa_mask);
+    CHECK(::sigaction(SIGUSR1, &action, nullptr) == 0, "sigaction");
+    const pthread_t self = ::pthread_self();
+    std::thread([self] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        ::pthread_kill(self, SIGUSR1);
+    }).detach();
+    char byte = 0;
+    (void)::recv(fd, &byte, 1, 0);  // the peer never sends: only the signal ends this
+    fail("recv returned before the signal's exit");
+}
+
+// A signal handler does blocking I/O on another ustack socket while the
+// interrupted thread was waiting in recv (on an inproc host: working its
+// loop). The handler's recv gets its data, then the interrupted recv gets
+// its own.
+int g_handler_fd = -1;
+std::atomic<int> g_handler_got{0};
+void recv_in_handler(int) {
+    char byte = 0;
+    const ssize_t n = ::recv(g_handler_fd, &byte, 1, 0);
+    if (n == 1 && byte == 'h') {
+        g_handler_got.store(1);
+    } else {
+        char why[96];
+        const int len = std::snprintf(why, sizeof why, "handler recv: %zd byte %d errno %d\n", n, byte, errno);
+        (void)!::write(2, why, static_cast<size_t>(len));
+    }
+}
+
+void handler_io() {
+    const pid_t peer = kernel_peer("delayed-echo", "2");
+    const int main_fd = connect_to(g_kernel, g_port);
+    set_rcvtimeo_ms(main_fd, 0);  // SA_RESTART restarts only a recv without a timeout
+    g_handler_fd = connect_to(g_kernel, g_port);
+    struct sigaction action {};
+    action.sa_handler = recv_in_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    CHECK(::sigaction(SIGUSR1, &action, nullptr) == 0, "sigaction");
+    write_all(g_handler_fd, "h", 1);  // echoed 300 ms later
+    write_all(main_fd, "m", 1);
+    const pthread_t self = ::pthread_self();
+    std::thread kill([self] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        ::pthread_kill(self, SIGUSR1);
+    });
+    char byte = 0;
+    const int64_t t0 = now_ms();
+    CHECK(::recv(main_fd, &byte, 1, 0) == 1 && byte == 'm', "the interrupted recv gets its echo");
+    kill.join();
+    CHECK(g_handler_got.load() == 1, "the handler's recv got its echo");
+    CHECK(now_ms() - t0 < 5000, "no stall of the stack while the handler ran");
+    ::close(main_fd);
+    ::close(g_handler_fd);
+    expect_peer_ok(peer, "both connections ended with EOF");
 }
 
 struct Scenario {
@@ -1118,6 +1214,7 @@ const Scenario scenarios[] = {
     {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
     {"exit-without-close", exit_without_close}, {"flags-before-swap", flags_before_swap},
     {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
+    {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},
 };
 
 }  // namespace
