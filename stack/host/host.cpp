@@ -901,7 +901,8 @@ Reply Host::create_socket(ControlConnection& connection, const Request& request,
     if (int err = open_pair(request.domain, request.type, host_end, app_end); err < 0) {
         return give_up(-err);
     }
-    auto socket = std::make_unique<UdpHostSocket>(udp, id, host_end, request.domain, connection.uid, connection.pid);
+    auto socket = std::make_unique<UdpHostSocket>(udp, id, host_end, request.domain, connection.uid, connection.pid,
+                                                  udp_scratch_);
     if (request.rcvbuf > 0) {
         socket->set_reported_rcvbuf(request.rcvbuf);
     }
@@ -924,7 +925,7 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
         return give_up(-err);
     }
     auto socket = std::make_unique<TcpHostSocket>(engine, static_cast<TcpConnectionFactory&>(*this), id, host_end, request.domain, connection.uid,
-                                                  connection.pid, TcpHostSocket::Role::Unconnected);
+                                                  connection.pid, TcpHostSocket::Role::Unconnected, tcp_scratch_);
     auto drop = [&](int error) {
         ::close(app_end);
         return error_reply(error);  // the socket's destructor aborts the engine socket
@@ -976,7 +977,7 @@ int Host::adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t p
         return err;
     }
     auto socket = std::make_unique<TcpHostSocket>(tcp_->engine(), static_cast<TcpConnectionFactory&>(*this), id, host_end, domain, uid, pid,
-                                                  TcpHostSocket::Role::Connected);
+                                                  TcpHostSocket::Role::Connected, tcp_scratch_);
     register_socket(std::move(socket), app_end);
     return app_end;
 }

@@ -299,6 +299,10 @@ private:
     std::unordered_map<int, ino_t> app_inode_of_;                   // host end fd → app end inode
     UnixLiveness liveness_;  // is an app end's inode still open (app_end_alive)
     uint64_t next_serial_ = 1;
+    // Buffers the sockets move app bytes through (one thread at a time
+    // works the loop, so one of each per host, not per thread).
+    std::vector<uint8_t> tcp_scratch_ = std::vector<uint8_t>(256 * 1024);
+    std::vector<uint8_t> udp_scratch_ = std::vector<uint8_t>(sizeof(DatagramHeader) + 65536);
     // Sockets created while the loop walks sockets_ (accepted connections)
     // join it afterwards.
     bool walking_sockets_ = false;

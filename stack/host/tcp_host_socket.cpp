@@ -22,12 +22,6 @@ namespace ustack::host {
 
 namespace {
 
-// One buffer for every TCP socket of the host thread.
-std::vector<uint8_t>& scratch() {
-    static thread_local std::vector<uint8_t> buffer(256 * 1024);
-    return buffer;
-}
-
 // Pieces of the engine's receive buffer (16 KiB chunks) handed to one
 // sendmsg(): up to 1 MiB, well under UIO_MAXIOV.
 constexpr size_t spans_per_send = 64;
@@ -78,8 +72,16 @@ std::optional<tcp::SockOpt> engine_option(int level, int name) {
 }  // namespace
 
 TcpHostSocket::TcpHostSocket(tcp::TcpEngine& engine, TcpConnectionFactory& factory, tcp::SocketId id, int host_fd,
-                             int domain, uint32_t uid, int32_t pid, Role role)
-    : engine_(engine), factory_(factory), id_(id), fd_(host_fd), domain_(domain), uid_(uid), pid_(pid), role_(role) {}
+                             int domain, uint32_t uid, int32_t pid, Role role, std::vector<uint8_t>& scratch)
+    : engine_(engine),
+      factory_(factory),
+      scratch_(scratch),
+      id_(id),
+      fd_(host_fd),
+      domain_(domain),
+      uid_(uid),
+      pid_(pid),
+      role_(role) {}
 
 TcpHostSocket::~TcpHostSocket() {
     if (lent_ != nullptr) {
@@ -133,7 +135,7 @@ bool TcpHostSocket::pull_from_app(Instant now) {
         return false;
     }
     bool drained = false;  // the host end was found empty (EAGAIN, or a short read)
-    std::vector<uint8_t>& buf = scratch();
+    std::vector<uint8_t>& buf = scratch_;
     for (int i = 0; i < chunks_per_event; ++i) {
         // When the engine says how much it takes in full, read exactly that
         // much (one syscall); otherwise peek, and consume only what the
@@ -394,7 +396,7 @@ void TcpHostSocket::accept_connections(Instant now) {
 void TcpHostSocket::on_app_readable(Instant now) {
     if (role_ == Role::Listening) {
         // Nothing is expected from a listener's app: discard.
-        std::vector<uint8_t>& buf = scratch();
+        std::vector<uint8_t>& buf = scratch_;
         while (::recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT) > 0) {
         }
         return;
@@ -555,7 +557,7 @@ void TcpHostSocket::finish_connecting(Instant now, int error) {
         return;
     }
     // Take back exactly the filler: the app's first bytes come after it.
-    std::vector<uint8_t>& buf = scratch();
+    std::vector<uint8_t>& buf = scratch_;
     size_t left = filler_bytes_;
     while (left > 0) {
         const ssize_t n = ::recv(fd_, buf.data(), std::min(left, buf.size()), MSG_DONTWAIT);

@@ -60,9 +60,11 @@ class TcpHostSocket final : public HostSocket {
 public:
     enum class Role : uint8_t { Unconnected, Connecting, Connected, Listening };
 
-    // Takes ownership of host_fd (non-blocking).
+    // Takes ownership of host_fd (non-blocking). `scratch` is the host's
+    // buffer for moving app bytes (shared by its sockets: one thread at a
+    // time works the loop, whichever thread it is).
     TcpHostSocket(tcp::TcpEngine& engine, TcpConnectionFactory& factory, tcp::SocketId id, int host_fd, int domain,
-                  uint32_t uid, int32_t pid, Role role);
+                  uint32_t uid, int32_t pid, Role role, std::vector<uint8_t>& scratch);
     ~TcpHostSocket() override;
 
     TcpHostSocket(const TcpHostSocket&) = delete;
@@ -160,6 +162,7 @@ private:
 
     tcp::TcpEngine& engine_;
     TcpConnectionFactory& factory_;
+    std::vector<uint8_t>& scratch_;
     tcp::SocketId id_;
     int fd_;
     int domain_;

@@ -17,13 +17,6 @@ namespace ustack::host {
 
 namespace {
 
-// One buffer for every socket of the host thread: a header plus the
-// largest datagram.
-std::vector<uint8_t>& scratch() {
-    static thread_local std::vector<uint8_t> buffer(sizeof(DatagramHeader) + 65536);
-    return buffer;
-}
-
 // Messages read from the app per readiness event, so that one busy socket
 // cannot starve the others (epoll is level-triggered: the rest comes next).
 constexpr int messages_per_event = 64;
@@ -44,8 +37,8 @@ std::string endpoint_text(const Endpoint& e, bool wildcard_port) {
 }  // namespace
 
 UdpHostSocket::UdpHostSocket(udp::UdpLayer& udp, udp::SocketId id, int host_fd, int domain, uint32_t uid,
-                             int32_t pid)
-    : udp_(udp), id_(id), fd_(host_fd), domain_(domain), uid_(uid), pid_(pid) {}
+                             int32_t pid, std::vector<uint8_t>& scratch)
+    : udp_(udp), scratch_(scratch), id_(id), fd_(host_fd), domain_(domain), uid_(uid), pid_(pid) {}
 
 UdpHostSocket::~UdpHostSocket() {
     if (!closed_) {
@@ -75,7 +68,7 @@ uint32_t UdpHostSocket::epoll_events() const {
 }
 
 void UdpHostSocket::on_app_readable(Instant now) {
-    std::vector<uint8_t>& buf = scratch();
+    std::vector<uint8_t>& buf = scratch_;
     for (int i = 0; i < messages_per_event && !closed_; ++i) {
         const ssize_t n = ::recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT);
         if (n < 0) {
@@ -129,7 +122,7 @@ void UdpHostSocket::on_stack_event(Instant) {
     if (closed_ || app_full_) {
         return;
     }
-    std::vector<uint8_t>& buf = scratch();
+    std::vector<uint8_t>& buf = scratch_;
     for (;;) {
         if (pending_error_ != 0) {
             if (!deliver_error(pending_error_)) {

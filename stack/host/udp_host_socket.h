@@ -9,6 +9,7 @@
 // for EPOLLOUT.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "stack/host/host_socket.h"
 #include "stack/udp/udp_layer.h"
@@ -17,8 +18,11 @@ namespace ustack::host {
 
 class UdpHostSocket final : public HostSocket {
 public:
-    // Takes ownership of host_fd (non-blocking).
-    UdpHostSocket(udp::UdpLayer& udp, udp::SocketId id, int host_fd, int domain, uint32_t uid, int32_t pid);
+    // Takes ownership of host_fd (non-blocking). `scratch`: the host's
+    // buffer for one message (a header plus the largest datagram), shared
+    // by its sockets (one thread at a time works the loop).
+    UdpHostSocket(udp::UdpLayer& udp, udp::SocketId id, int host_fd, int domain, uint32_t uid, int32_t pid,
+                  std::vector<uint8_t>& scratch);
     ~UdpHostSocket() override;
 
     UdpHostSocket(const UdpHostSocket&) = delete;
@@ -56,6 +60,7 @@ private:
     bool deliver_error(int error);
 
     udp::UdpLayer& udp_;
+    std::vector<uint8_t>& scratch_;
     udp::SocketId id_;
     int fd_;
     int domain_;
