@@ -540,12 +540,7 @@ def profile(bins, workload, config, out_path):
         by_dso = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none",
                                  "--sort", "dso"], capture_output=True, text=True, timeout=300)
         dsos = [l.rstrip() for l in by_dso.stdout.splitlines() if l.strip() and not l.startswith("#")][:8]
-        # Where a syscall-bound workload (crr) spends its time: each
-        # syscall's total, the kernel work it caused included (a TAP write
-        # runs the peer kernel's receive path inside it).
-        by_call = subprocess.run(["perf", "report", "-i", data, "--stdio", "--children", "-g", "none",
-                                  "--sort", "symbol"], capture_output=True, text=True, timeout=300)
-        calls = [l.rstrip() for l in by_call.stdout.splitlines() if "__x64_sys_" in l][:20]
+
     finally:
         if os.path.exists(data):
             os.unlink(data)
@@ -555,9 +550,7 @@ def profile(bins, workload, config, out_path):
                 "application thread and the in-process host thread, user and kernel), self time.\n")
         f.write(f"Result of the profiled run: {result}\n\n")
         f.write("## By binary\n\n```\n" + "\n".join(dsos) + "\n```\n\n")
-        f.write("## Top functions (≥ 0.7 % self time)\n\n```\n" + "\n".join(top[:45]) + "\n```\n\n")
-        f.write("## By syscall (total time inside each, kernel work it caused included)\n\n```\n" +
-                "\n".join(calls) + "\n```\n")
+        f.write("## Top functions (≥ 0.7 % self time)\n\n```\n" + "\n".join(top[:45]) + "\n```\n")
     return None
 
 

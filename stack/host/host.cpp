@@ -706,7 +706,10 @@ void Host::add_socket(std::unique_ptr<HostSocket> socket) {
         udp_fds_.insert(fd);
     }
     sockets_[fd] = std::move(socket);
-    sync_events(ref);
+    // Registered with epoll at the end of the pass that follows every
+    // add (after_activity syncs what the walk visited): once, with the
+    // events its state wants then (a connect made within a call is
+    // established by then), not once now and again then.
     mark_changed(fd);
 }
 
@@ -860,6 +863,7 @@ void Host::register_socket(std::unique_ptr<HostSocket> socket, int app_end) {
     const int host_end = socket->host_fd();
     by_app_inode_[st.st_ino] = host_end;
     app_inode_of_[host_end] = st.st_ino;
+    created_socket_ = socket.get();
     if (config_.log >= LogLevel::Debug) {
         log(LogLevel::Debug, "new socket: " + socket->describe());
     }

@@ -280,6 +280,7 @@ private:
     // first use; its pid is the host's own.
     std::optional<ControlConnection> caller_connection_;
     bool serving_caller_ = false;  // inside caller_call: a connect's filler waits for its end
+    HostSocket* created_socket_ = nullptr;  // the last one register_socket() made (caller_call)
     int closing_host_fd_ = -1;     // inside caller_close: the host end of the socket the app closed
     // Disables the host thread's watch unless a waiting caller already
     // did; returns whether this call did (then it must enable it again).

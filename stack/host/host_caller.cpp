@@ -78,12 +78,14 @@ std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string*
     std::string reply_text;
     int out = -1;
     serving_caller_ = true;
+    created_socket_ = nullptr;
     Reply reply = serve_call(caller_connection(), request, app_fd, reply_text, out);
     serving_caller_ = false;
     after_activity(monotonic_now(), false);  // what the call queued leaves now (a SYN: its answer too)
     const bool connects = request.op == Op::Connect || (request.op == Op::Socket && request.action == SocketAction::Connect);
     if (connects && reply.error == 0 && reply.value == EINPROGRESS) {
-        HostSocket* socket = socket_for_fd(request.op == Op::Socket ? out : app_fd);
+        // The socket a Socket call made is known without an fstat.
+        HostSocket* socket = request.op == Op::Socket ? created_socket_ : socket_for_fd(app_fd);
         if (socket != nullptr && socket->type() == SOCK_STREAM) {
             auto& tcp = static_cast<TcpHostSocket&>(*socket);
             tcp.end_of_caller_call();
