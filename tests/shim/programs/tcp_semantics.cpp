@@ -906,10 +906,9 @@ void dual_stack() {
     ::close(l);
 }
 
-// The program exits without closing its connection (the test runs the
-// kernel peer): everything written arrives, then a FIN — in inproc mode
-// the exiting program's host thread ends the connection.
-void exit_without_close() {
+// Connects to the kernel peer the test started (count-to-fin), retrying
+// until it listens, and sends it the 300 000 bytes it expects.
+int connect_and_send_count() {
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
         fd = tcp_socket();
@@ -924,6 +923,14 @@ void exit_without_close() {
     CHECK(fd >= 0, "the kernel peer never listened");
     const std::string data = pattern(300000, 9);
     write_all(fd, data.data(), data.size());
+    return fd;
+}
+
+// The program exits without closing its connection (the test runs the
+// kernel peer): everything written arrives, then a FIN — in inproc mode
+// the exiting program's host thread ends the connection.
+void exit_without_close() {
+    (void)connect_and_send_count();
     std::printf("PASS %s\n", g_scenario.c_str());
     std::fflush(stdout);
     std::exit(0);  // no close(): the exit does it
@@ -1127,20 +1134,7 @@ void exit_on_signal(int) {
 }
 
 void exit_in_handler() {
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-        fd = tcp_socket();
-        sockaddr_in a = address(g_kernel, g_port);
-        if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-            CHECK(errno == ECONNREFUSED, "connect");
-            ::close(fd);
-            fd = -1;
-            ::usleep(50000);
-        }
-    }
-    CHECK(fd >= 0, "the kernel peer never listened");
-    const std::string data = pattern(300000, 9);
-    write_all(fd, data.data(), data.size());
+    const int fd = connect_and_send_count();
     struct sigaction action {};
     action.sa_handler = exit_on_signal;
     sigemptyset(&action.sa_mask);
