@@ -866,10 +866,21 @@ bool wait_on_this_thread(host::Host& h, int fd, int timeout_option, int timeout_
     // holds the file: another thread's close(fd) (or dup2 over it) neither
     // ends the connection under us nor lets us read whatever file took the
     // number meanwhile.
+    struct OwnReference {
+        int fd;
+        ~OwnReference() {
+            // The last reference if the app closed its fd meanwhile: the
+            // host sees the hang-up then. errno stays the wait's.
+            const int saved = errno;
+            real.close(fd);
+            errno = saved;
+        }
+    };
     const int own = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0) {
         return false;
     }
+    const OwnReference reference{own};
     const std::function<bool()> ready_own = [&] { return ready(own); };
     bool served = true;
     for (bool waiting = true; waiting;) {
@@ -892,9 +903,6 @@ bool wait_on_this_thread(host::Host& h, int fd, int timeout_option, int timeout_
             break;
         }
     }
-    const int saved = errno;
-    real.close(own);  // the last reference if the app closed fd meanwhile: the host sees the hang-up
-    errno = saved;
     return served;
 }
 

@@ -2,18 +2,24 @@
 // app's own thread works the loop").
 //
 // Who waits where:
-// - the host thread sleeps on outer_epoll_fd_, whose only entry is the
-//   inner set epoll_fd_ (device, timerfd, control, every host end);
-// - an app thread that would block disables that entry, sleeps on the
-//   inner set itself and, when woken, runs the same loop pass the host
-//   thread would (handle_event + after_activity) under loop_mutex_;
+// - the host thread sleeps on outer_epoll_fd_: the inner set epoll_fd_
+//   (device, timerfd, control, every host end), the stop eventfd and the
+//   watchdog timerfd;
+// - an app thread that would block disables the inner set's entry, sleeps
+//   on the inner set itself and, when woken, runs the same loop pass the
+//   host thread would (handle_event + after_activity) under loop_mutex_;
 // - so at most one thread ever waits on the inner set: a frame, a timer
 //   or a control request wakes exactly the thread that will handle it, and
-//   the host thread is not woken at all while a caller waits (a level-
-//   triggered set shared by two waiters wakes both: measured).
+//   the host thread is not woken by them while a caller waits (a level-
+//   triggered set shared by two waiters wakes both: measured);
+// - the host thread still wakes for a stop request, and every 100 ms
+//   while callers wait, to take the loop back from one that stopped
+//   working it (supersede_stuck_caller).
 // When the caller is done it enables the entry again; whatever became
 // ready meanwhile wakes the host thread then (level-triggered).
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -27,6 +33,57 @@ namespace ustack::host {
 
 namespace {
 constexpr uint64_t tag_of(const epoll_event& event) { return event.data.u64 >> 32; }
+
+// While an app thread holds the loop's lock it must not run a signal
+// handler: one that calls exit() would wait forever for the host thread,
+// which waits for the lock; one that does blocking I/O on another ustack
+// socket would wait for a loop nobody can work; one that longjmps would
+// leave the lock held. Asynchronous signals are held back for the call
+// (delivered the moment it returns, microseconds later); a caller's wait
+// sleeps with the program's own mask (epoll_pwait), so a signal still
+// interrupts it as it would interrupt recv. Synchronous faults stay
+// unblocked (blocking them would turn a crash into undefined behaviour).
+class AsyncSignalsHeld {
+public:
+    AsyncSignalsHeld() {
+        sigset_t held;
+        ::sigfillset(&held);
+        for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT}) {
+            ::sigdelset(&held, sig);
+        }
+        ::pthread_sigmask(SIG_BLOCK, &held, &program_mask_);
+    }
+    ~AsyncSignalsHeld() { ::pthread_sigmask(SIG_SETMASK, &program_mask_, nullptr); }
+    AsyncSignalsHeld(const AsyncSignalsHeld&) = delete;
+    AsyncSignalsHeld& operator=(const AsyncSignalsHeld&) = delete;
+    const sigset_t* program_mask() const { return &program_mask_; }
+
+private:
+    sigset_t program_mask_;
+};
+
+// A reader's buffer lent to its socket for one pass, withdrawn however the
+// pass ends (an exception unwinds the reader's frame: nothing may keep
+// pointing into it), unless the socket went away meanwhile.
+class LendForOnePass {
+public:
+    LendForOnePass(TcpHostSocket* socket, TcpHostSocket::LentBuffer* buffer) : socket_(socket), buffer_(buffer) {
+        if (socket_ != nullptr) {
+            socket_->lend_read_buffer(buffer_);
+        }
+    }
+    ~LendForOnePass() {
+        if (socket_ != nullptr && !buffer_->socket_gone) {
+            socket_->lend_read_buffer(nullptr);
+        }
+    }
+    LendForOnePass(const LendForOnePass&) = delete;
+    LendForOnePass& operator=(const LendForOnePass&) = delete;
+
+private:
+    TcpHostSocket* socket_;
+    TcpHostSocket::LentBuffer* buffer_;
+};
 }  // namespace
 
 bool Host::caller_pass(const epoll_event* events, int n) {
@@ -67,6 +124,7 @@ std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string*
     if (outer_epoll_fd_ < 0) {
         return std::nullopt;
     }
+    const AsyncSignalsHeld signals_held;
     std::lock_guard<std::mutex> lock(loop_mutex_);
     if (stopping_ || stop_requested_.load() != 0) {
         return std::nullopt;  // the control socket says what happened
@@ -81,11 +139,13 @@ std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string*
     created_socket_ = nullptr;
     Reply reply = serve_call(caller_connection(), request, app_fd, reply_text, out);
     serving_caller_ = false;
+    // The socket a Socket call made, known without an fstat; taken before
+    // the pass, in which an accepted connection may be registered too.
+    HostSocket* const created = created_socket_;
     after_activity(monotonic_now(), false);  // what the call queued leaves now (a SYN: its answer too)
     const bool connects = request.op == Op::Connect || (request.op == Op::Socket && request.action == SocketAction::Connect);
     if (connects && reply.error == 0 && reply.value == EINPROGRESS) {
-        // The socket a Socket call made is known without an fstat.
-        HostSocket* socket = request.op == Op::Socket ? created_socket_ : socket_for_fd(app_fd);
+        HostSocket* socket = request.op == Op::Socket ? created : socket_for_fd(app_fd);
         if (socket != nullptr && socket->type() == SOCK_STREAM) {
             auto& tcp = static_cast<TcpHostSocket&>(*socket);
             tcp.end_of_caller_call();
@@ -113,6 +173,7 @@ int Host::caller_close(int app_fd, const std::function<int()>& close_fd) {
     if (outer_epoll_fd_ < 0) {
         return close_fd();
     }
+    const AsyncSignalsHeld signals_held;
     std::lock_guard<std::mutex> lock(loop_mutex_);
     if (stopping_ || caller_waiting_ || stop_requested_.load() != 0) {
         return close_fd();  // a waiting caller takes the hang-up in its own pass
@@ -155,6 +216,7 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
     if (outer_epoll_fd_ < 0) {
         return CallerWait::not_served;
     }
+    const AsyncSignalsHeld signals_held;
     std::unique_lock<std::mutex> lock(loop_mutex_);
     if (caller_waiting_ || stopping_ || stop_requested_.load() != 0) {
         return CallerWait::not_served;  // one caller at a time; the others block on their app end
@@ -212,7 +274,7 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
             timeout_ms = timeout_ms < 0 ? check_ms : std::min(timeout_ms, check_ms);
         }
         lock.unlock();
-        const int n = ::epoll_wait(epoll_fd_, events, 64, timeout_ms);
+        const int n = ::epoll_pwait(epoll_fd_, events, 64, timeout_ms, signals_held.program_mask());
         const int wait_error = errno;
         lock.lock();
         if (caller_epoch_ != epoch) {
@@ -223,15 +285,22 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
             outcome = wait_error == EINTR ? CallerWait::interrupted : CallerWait::not_served;
             break;
         }
+        if (caller_watch_hit_) {
+            // Another thread's pass (caller_send, caller_call) touched the
+            // socket while we slept, with nothing lent: what it put into
+            // the pair comes before anything lent now.
+            caller_watch_hit_ = false;
+            if (ready()) {
+                outcome = CallerWait::ready;
+                break;
+            }
+        }
         ++caller_counters_.wait_passes;
         ++caller_passes_;
-        const bool lend = lender != nullptr && !caller_watch_gone_;
-        if (lend) {
-            lender->lend_read_buffer(read_into);
-        }
-        const bool stop_seen = caller_pass(events, n);
-        if (lend && !read_into->socket_gone) {
-            lender->lend_read_buffer(nullptr);
+        bool stop_seen = false;
+        {
+            const LendForOnePass lend(caller_watch_gone_ ? nullptr : lender, read_into);
+            stop_seen = caller_pass(events, n);
         }
         if (lender != nullptr && read_into->got > 0) {
             outcome = CallerWait::ready;  // before anything else: those bytes are the app's now
@@ -288,6 +357,7 @@ std::optional<size_t> Host::caller_send(int app_fd, const iovec* iov, size_t iov
         return std::nullopt;
     }
     // The host thread at work (moving a stream, say): the pair, at once.
+    const AsyncSignalsHeld signals_held;
     std::unique_lock<std::mutex> lock(loop_mutex_, std::try_to_lock);
     if (!lock.owns_lock() || stopping_ || stop_requested_.load() != 0) {
         return std::nullopt;

@@ -21,6 +21,10 @@ namespace {
 // 4 MiB (an inproc host's loop is worked by whichever app thread waits,
 // and a thread-per-connection program has many). Per thread, so no lock.
 std::atomic<size_t> chunks_cached_in_process{0};
+// Set when this thread's cache is destroyed (thread exit, or the main
+// thread's exit before statics and atexit handlers, which may still run a
+// host pass on it): trivially destructible, so it outlives the cache.
+thread_local bool chunk_cache_gone = false;
 
 class ChunkCache {
 public:
@@ -31,6 +35,8 @@ public:
             delete[] chunks_[i];
         }
         chunks_cached_in_process.fetch_sub(count_, std::memory_order_relaxed);
+        count_ = 0;
+        chunk_cache_gone = true;
     }
     std::unique_ptr<uint8_t[]> take() {
         if (count_ == 0) {
@@ -108,7 +114,8 @@ void RingBuffer::copy_in(size_t pos, const uint8_t* src, size_t len) {
         if (!chunk) {
             // Not zero-filled: only bytes written here are ever read
             // (peek() reads held bytes, and those were written).
-            chunk = length == chunk_size ? chunk_cache().take() : std::make_unique_for_overwrite<uint8_t[]>(length);
+            chunk = length == chunk_size && !chunk_cache_gone ? chunk_cache().take()
+                                                                : std::make_unique_for_overwrite<uint8_t[]>(length);
             ++allocated_chunks_;
         }
         std::memcpy(chunk.get() + offset, src, take);
@@ -156,7 +163,7 @@ bool RingBuffer::chunk_is_live(size_t index) const {
 }
 
 void RingBuffer::release_chunk(size_t index) {
-    if (chunks_[index] && chunk_length(index) == chunk_size) {
+    if (chunks_[index] && chunk_length(index) == chunk_size && !chunk_cache_gone) {
         chunk_cache().give(std::move(chunks_[index]));
     }
     chunks_[index].reset();

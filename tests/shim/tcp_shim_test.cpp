@@ -104,7 +104,7 @@ protected:
 
 TEST_P(TcpShimTest, Scenario) {
     const std::string& scenario = GetParam().scenario;
-    if (scenario == "exit-without-close" || scenario == "exit-in-handler") {
+    if (scenario == "exit-without-close" || scenario == "exit-in-handler" || scenario == "atexit-send") {
         // The kernel peer outlives the program: the test runs it.
         Subprocess peer = netns_->spawn(
             {bin("shim_prog_tcp_semantics"), "peer:count-to-fin", kernel_ip, stack_ip, port, "300000"});
@@ -129,7 +129,7 @@ std::vector<Case> cases() {
     const std::vector<std::string> both = {"client-echo",  "server-accept", "nonblock-refused", "nonblock-connect",
                                            "peer-reset",   "shutdown-epipe", "options",         "epoll-mixed",
                                            "linger-zero",  "close-unread",  "dual-stack",     "exit-without-close",
-                                           "flags-before-swap", "blocking-waits", "write-order", "read-order", "exit-in-handler", "handler-io"};
+                                           "flags-before-swap", "blocking-waits", "write-order", "read-order", "exit-in-handler", "handler-io", "atexit-send"};
     const std::vector<std::string> daemon_only = {"fork-accept", "daemonize", "sigkill", "exec-keeps"};
     std::vector<Case> out;
     for (const auto& s : both) {

@@ -376,16 +376,22 @@ void signal_ready() {
     }
     if (role == "trickle") {
         // Sends pattern(`arg`, 5) in 1 000-byte pieces, one per 500 µs,
-        // then closes: the reader is mostly blocked when a piece comes.
+        // then its FIN: the reader is mostly blocked when a piece comes.
+        // Whatever the other side sends is read and dropped, to its EOF.
         const int l = listen_on(g_kernel, g_port);
         signal_ready();
         const int c = accept_one(l, 20);
         set_int(c, IPPROTO_TCP, TCP_NODELAY, 1);
         const std::string data = pattern(static_cast<size_t>(std::atoi(arg.c_str())), 5);
+        char sink[4096];
         for (size_t at = 0; at < data.size(); at += 1000) {
             write_all(c, data.data() + at, std::min<size_t>(1000, data.size() - at));
+            while (::recv(c, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+            }
             ::usleep(500);
         }
+        ::shutdown(c, SHUT_WR);
+        (void)read_to_eof(c);
         ::close(c);
         peer_exit(true, "");
     }
@@ -907,8 +913,9 @@ void dual_stack() {
 }
 
 // Connects to the kernel peer the test started (count-to-fin), retrying
-// until it listens, and sends it the 300 000 bytes it expects.
-int connect_and_send_count() {
+// until it listens, and sends it the first `bytes` of the 300 000 it
+// expects.
+int connect_and_send_count(size_t bytes = 300000) {
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
         fd = tcp_socket();
@@ -922,8 +929,28 @@ int connect_and_send_count() {
     }
     CHECK(fd >= 0, "the kernel peer never listened");
     const std::string data = pattern(300000, 9);
-    write_all(fd, data.data(), data.size());
+    write_all(fd, data.data(), bytes);
     return fd;
+}
+
+// An atexit handler sends the rest and closes: it runs after the main
+// thread's thread_local objects are gone (an inproc host's pass on this
+// thread must not use them), and the peer still gets every byte and the FIN.
+int g_atexit_fd = -1;
+void send_rest_at_exit() {
+    const std::string data = pattern(300000, 9);
+    write_all(g_atexit_fd, data.data() + 200000, 100000);
+    ::close(g_atexit_fd);
+}
+
+void atexit_send() {
+    g_atexit_fd = connect_and_send_count(200000);
+    char byte = 0;
+    CHECK(::recv(g_atexit_fd, &byte, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN, "nothing to read yet");
+    CHECK(std::atexit(send_rest_at_exit) == 0, "atexit");
+    std::printf("PASS %s\n", g_scenario.c_str());
+    std::fflush(stdout);
+    std::exit(0);
 }
 
 // The program exits without closing its connection (the test runs the
@@ -1065,6 +1092,17 @@ void read_order() {
     const pid_t peer = kernel_peer("trickle", std::to_string(total));
     const int fd = connect_to(g_kernel, g_port);
     const std::string want = pattern(total, 5);
+    // Another thread writes now and then on the same socket: on an inproc
+    // host its sends run loop passes too (Host::caller_send), which take
+    // the peer's pieces while this thread sleeps and put them into the
+    // pair; they must come out before anything read later.
+    std::atomic<bool> reading{true};
+    std::thread writer([fd, &reading] {
+        while (reading.load()) {
+            (void)::send(fd, "w", 1, MSG_NOSIGNAL);
+            std::this_thread::sleep_for(std::chrono::microseconds(700));
+        }
+    });
     std::string got;
     const size_t sizes[] = {1, 7, 100, 1460, 4096, 65536};
     char buf[65536];
@@ -1106,6 +1144,8 @@ void read_order() {
         }
         got.append(buf, static_cast<size_t>(n));
     }
+    reading.store(false);
+    writer.join();
     CHECK(got.size() == want.size(), "got " + std::to_string(got.size()) + " of " + std::to_string(want.size()) + " bytes");
     CHECK(got == want, "the bytes came out of order");
     // After the peer's FIN, closing one of two fds of the socket is not its
@@ -1208,7 +1248,7 @@ const Scenario scenarios[] = {
     {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
     {"exit-without-close", exit_without_close}, {"flags-before-swap", flags_before_swap},
     {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
-    {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},
+    {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},      {"atexit-send", atexit_send},
 };
 
 }  // namespace
