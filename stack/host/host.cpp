@@ -303,9 +303,10 @@ void Host::run() {
     // epoll without sleeping, so the next request or answer is taken
     // without waiting for the scheduler to wake this thread.
     std::optional<Instant> spin_until;
-    // Inproc: this thread sleeps on the outer set, whose one entry (the
-    // inner set) an app thread disables while it works the loop itself
-    // (caller_wait); daemon: straight on the inner set.
+    // Inproc: this thread sleeps on the outer set: the inner set (which
+    // an app thread disables while it works the loop itself, caller_wait),
+    // the stop eventfd and the watchdog timer; daemon: straight on the
+    // inner set.
     const int wait_fd = outer_epoll_fd_ >= 0 ? outer_epoll_fd_ : epoll_fd_;
     while (!stopping_) {
         // The timerfd wakes us for stack timers; the idle check needs a
