@@ -46,6 +46,7 @@ void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
     e->listening = -1;
     e->connect_completion_owed = 0;
     e->replay_count = 0;
+    e->creation_flags_hold = 0;
     for (LocalOption& o : e->local_options) {
         o = LocalOption{};
     }
@@ -67,8 +68,13 @@ void FdTable::copy(int from, int to) {
         return;
     }
     // A copy of a candidate is the same kernel socket; if the original
-    // moves to ustack the copy stays what it is: a kernel socket.
+    // moves to ustack the copy stays what it is: a kernel socket. Through
+    // the copy the program can change the original's flags and options.
     const FdKind copied = kind == FdKind::Candidate ? FdKind::Kernel : kind;
+    if (kind == FdKind::Candidate) {
+        std::lock_guard<std::mutex> guard(mutex_);
+        src->creation_flags_hold = 0;
+    }
     FdEntry* dst = get(to, true);
     if (dst == nullptr) {
         return;
@@ -80,10 +86,19 @@ void FdTable::copy(int from, int to) {
     dst->listening = src->listening;
     dst->connect_completion_owed = src->connect_completion_owed;
     dst->replay_count = 0;
+    dst->creation_flags_hold = 0;
     for (int i = 0; i < FdEntry::max_local_options; ++i) {
         dst->local_options[i] = src->local_options[i];
     }
     dst->kind.store(static_cast<uint8_t>(copied), std::memory_order_release);
 }
+
+namespace {
+std::atomic<uint32_t> forks{0};
+}  // namespace
+
+uint32_t fork_generation() { return forks.load(std::memory_order_acquire); }
+
+void count_fork() { forks.fetch_add(1, std::memory_order_acq_rel); }
 
 }  // namespace ustack::shim

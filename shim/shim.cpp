@@ -495,24 +495,36 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr,
                    int64_t* reply_value = nullptr, uint32_t* reply_flags = nullptr) {
     int reuse_addr = 0;
     int reuse_port = 0;
-    int rcvbuf = 0;
-    socklen_t len = sizeof(int);
-    real.getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse_addr, &len);
-    len = sizeof(int);
-    real.getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuse_port, &len);
-    len = sizeof(int);
-    real.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len);
+    int rcvbuf = 0;  // 0: the host's default (TCP has no use for the kernel's figure)
     timeval rcvtimeo{};
     timeval sndtimeo{};
-    len = sizeof rcvtimeo;
-    real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, &len);
-    len = sizeof sndtimeo;
-    real.getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, &len);
     int broadcast = 0;
-    len = sizeof(int);
-    real.getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &broadcast, &len);
-    const int status_flags = real.fcntl(fd, F_GETFL);
-    const int fd_flags = real.fcntl(fd, F_GETFD);
+    int status_flags = 0;
+    int fd_flags = 0;
+    bool creation_flags_hold = false;
+    {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        creation_flags_hold =
+            e.type == SOCK_STREAM && e.creation_flags_hold != 0 && e.fork_generation == fork_generation();
+        status_flags = O_RDWR | (e.created_nonblock != 0 ? O_NONBLOCK : 0);
+        fd_flags = e.created_cloexec != 0 ? FD_CLOEXEC : 0;
+    }
+    if (!creation_flags_hold) {
+        socklen_t len = sizeof(int);
+        real.getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse_addr, &len);
+        len = sizeof(int);
+        real.getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &reuse_port, &len);
+        len = sizeof(int);
+        real.getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len);
+        len = sizeof rcvtimeo;
+        real.getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcvtimeo, &len);
+        len = sizeof sndtimeo;
+        real.getsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sndtimeo, &len);
+        len = sizeof(int);
+        real.getsockopt(fd, SOL_SOCKET, SO_BROADCAST, &broadcast, &len);
+        status_flags = real.fcntl(fd, F_GETFL);
+        fd_flags = real.fcntl(fd, F_GETFD);
+    }
 
     Request request;
     request.op = Op::Socket;
@@ -1395,8 +1407,27 @@ int shim_socket(int domain, int type, int protocol) {
     const bool inet = domain == AF_INET || domain == AF_INET6;
     const bool udp = base_type == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP);
     const bool tcp = base_type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP);
-    fd_table().set(fd, inet && (udp || tcp) ? FdKind::Candidate : FdKind::Kernel, domain, base_type);
+    const bool candidate = inet && (udp || tcp);
+    fd_table().set(fd, candidate ? FdKind::Candidate : FdKind::Kernel, domain, base_type);
+    if (candidate) {
+        FdEntry* e = fd_table().get(fd, false);
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        e->created_nonblock = (type & SOCK_NONBLOCK) != 0 ? 1 : 0;
+        e->created_cloexec = (type & SOCK_CLOEXEC) != 0 ? 1 : 0;
+        e->fork_generation = fork_generation();
+        e->creation_flags_hold = 1;
+    }
     return fd;
+}
+
+// Something may have changed a candidate's flags or SOL_SOCKET options:
+// the swap reads them back from the kernel socket.
+void forget_creation_flags(int fd) {
+    FdEntry* e = fd_table().get(fd, false);
+    if (e != nullptr && e->get_kind() == FdKind::Candidate) {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        e->creation_flags_hold = 0;
+    }
 }
 
 int shim_bind(int fd, const sockaddr* addr, socklen_t len) {
@@ -1584,6 +1615,9 @@ int shim_setsockopt(int fd, int level, int name, const void* value, socklen_t le
     FdEntry* e = socket_entry(fd);
     if (!is_ustack(e)) {
         const int rc = real.setsockopt(fd, level, name, value, len);
+        if (level == SOL_SOCKET) {
+            forget_creation_flags(fd);
+        }
         if (rc == 0 && e != nullptr && e->get_kind() == FdKind::Candidate && e->type == SOCK_STREAM &&
             tcp_stack_option(level, name) && name != SO_REUSEADDR && name != SO_REUSEPORT) {
             int64_t v = 0;
@@ -2100,6 +2134,9 @@ int shim_accept(int fd, sockaddr* addr, socklen_t* len) { return shim_accept4(fd
 
 int shim_fcntl(bool is64, int fd, int cmd, void* arg) {
     auto fn = is64 && real.fcntl64 != nullptr ? real.fcntl64 : real.fcntl;
+    if (cmd == F_SETFL || cmd == F_SETFD) {
+        forget_creation_flags(fd);
+    }
     const int rc = fn(fd, cmd, arg);
     if (rc >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) {
         fd_table().copy(fd, rc);
@@ -2116,6 +2153,7 @@ int shim_ioctl(int fd, unsigned long request, void* arg) {
         }
     }
     // FIONBIO and the rest act on the app end as on any fd.
+    forget_creation_flags(fd);
     return real.ioctl(fd, request, arg);
 }
 
@@ -2125,6 +2163,9 @@ __attribute__((constructor)) void shim_init() {
     ShimScope scope;
     ensure_resolved();
     ensure_config();
+    // After a fork both processes hold every candidate: either may change
+    // its flags, so neither may trust what socket() made them.
+    ::pthread_atfork(count_fork, nullptr, nullptr);
 }
 
 __attribute__((destructor)) void shim_fini() {

@@ -549,9 +549,10 @@ void nonblock_connect() {
 
 // What a program sets on its socket before connect() moves it to ustack
 // holds afterwards, whichever way it was set: ioctl(FIONBIO), fcntl
-// F_SETFL / F_SETFD, socket()'s flags, and an option set through a dup.
-// The swap reads them back from the kernel socket; a shim that tracked
-// them instead would have to see every one of these routes.
+// F_SETFL / F_SETFD, socket()'s flags, an option set through a dup, and
+// a flag set by a forked child on the socket both processes hold. The
+// swap takes socket()'s flags as they were only while the shim has seen
+// every route by which they could have changed; these are those routes.
 void flags_before_swap() {
     const std::string dead = g_kernel.substr(0, g_kernel.rfind('.')) + ".77";  // never answers ARP
     const sockaddr_in nobody = address(dead, g_port);
@@ -574,6 +575,25 @@ void flags_before_swap() {
 
     s = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     CHECK(connect_to_addr(s, closed) < 0 && errno == EINPROGRESS, "SOCK_NONBLOCK: EINPROGRESS");
+    ::close(s);
+
+    s = ::socket(AF_INET, SOCK_STREAM, 0);
+    const pid_t child = ::fork();
+    if (child == 0) {
+        int nonblocking = 1;
+        ::_exit(::ioctl(s, FIONBIO, &nonblocking) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(child > 0 && ::waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "a child sets FIONBIO");
+    CHECK(connect_to_addr(s, nobody) < 0 && errno == EINPROGRESS, "FIONBIO from a forked child: EINPROGRESS");
+    ::close(s);
+
+    s = ::socket(AF_INET, SOCK_STREAM, 0);
+    const int twin = ::fcntl(s, F_DUPFD_CLOEXEC, 0);
+    CHECK(::fcntl(twin, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK through an F_DUPFD copy");
+    ::close(twin);
+    CHECK(connect_to_addr(s, nobody) < 0 && errno == EINPROGRESS, "O_NONBLOCK set through a copy: EINPROGRESS");
     ::close(s);
 
     s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
