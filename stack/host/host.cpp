@@ -6,6 +6,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -147,7 +148,12 @@ Host::~Host() {
     for (auto& [fd, connection] : connections_) {
         ::close(fd);
     }
-    for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, watchdog_fd_, control_fd_}) {
+    for (const SparePair& p : spare_pairs_) {
+        ::close(p.host_end);
+        ::close(p.app_end);
+    }
+    for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, watchdog_fd_, spares_fd_,
+                   control_fd_}) {
         if (fd >= 0) {
             ::close(fd);
         }
@@ -244,6 +250,10 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         host->outer_epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         host->caller_kick_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         host->watchdog_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        host->spares_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        epoll_event spares{};
+        spares.events = EPOLLIN;
+        spares.data.u64 = make_tag(tag_spares, host->spares_fd_);
         epoll_event watchdog{};
         watchdog.events = EPOLLIN;
         watchdog.data.u64 = make_tag(tag_watchdog, host->watchdog_fd_);
@@ -258,7 +268,8 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         if (host->outer_epoll_fd_ < 0 || host->caller_kick_fd_ < 0 || !watch(host->caller_kick_fd_, tag_caller_kick) ||
             ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->epoll_fd_, &inner) < 0 ||
             ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->wake_fd_, &stop) < 0 || host->watchdog_fd_ < 0 ||
-            ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->watchdog_fd_, &watchdog) < 0) {
+            ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->watchdog_fd_, &watchdog) < 0 ||
+            host->spares_fd_ < 0 || ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->spares_fd_, &spares) < 0) {
             return host_fail(errno, std::string("epoll (inproc): ") + std::strerror(errno));
         }
     }
@@ -328,6 +339,20 @@ void Host::run() {
         }
         if (spinning && n == 0) {
             continue;  // nothing yet: stack timers and stop requests are events too
+        }
+        if (wait_fd != epoll_fd_) {
+            // Spare socketpairs are made without the loop lock, so that an
+            // app thread at work is not held up by them.
+            int others = n;
+            for (int i = 0; i < n; ++i) {
+                if ((events[i].data.u64 >> 32) == tag_spares) {
+                    refill_spare_pairs();
+                    --others;
+                }
+            }
+            if (n > 0 && others == 0) {
+                continue;
+            }
         }
         std::unique_lock<std::mutex> lock(loop_mutex_);
         if (wait_fd != epoll_fd_) {
@@ -836,7 +861,14 @@ HostSocket* Host::socket_for_fd(int passed_fd) {
     return s == sockets_.end() || s->second->finished() ? nullptr : s->second.get();
 }
 
-int Host::open_pair(int domain, int type, int& host_end, int& app_end) {
+int Host::open_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode) {
+    if (take_spare_pair(domain, type, host_end, app_end, app_inode)) {
+        return 0;
+    }
+    return make_pair(domain, type, host_end, app_end, app_inode);
+}
+
+int Host::make_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode) {
     // UDP: SEQPACKET (datagram boundaries, and EPOLLHUP at the last close);
     // TCP: a byte stream, as the app expects.
     const int pair_type = type == SOCK_STREAM ? SOCK_STREAM : SOCK_SEQPACKET;
@@ -851,19 +883,79 @@ int Host::open_pair(int domain, int type, int& host_end, int& app_end) {
     // The name that lets an exec'd program recognise the app end (getpeername).
     sockaddr_un name;
     const socklen_t name_len = make_abstract_address(
-        host_end_name(domain, type, static_cast<long>(pid_), next_serial_++, config_.device), name);
+        host_end_name(domain, type, static_cast<long>(pid_), next_serial_.fetch_add(1), config_.device), name);
     if (::bind(host_end, reinterpret_cast<sockaddr*>(&name), name_len) < 0) {
         log(LogLevel::Warn, std::string("naming a socketpair: ") + std::strerror(errno));
     }
+    struct stat st {};
+    ::fstat(app_end, &st);
+    app_inode = st.st_ino;
     return 0;
 }
 
-void Host::register_socket(std::unique_ptr<HostSocket> socket, int app_end) {
-    struct stat st {};
-    ::fstat(app_end, &st);
+bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode) {
+    if (spares_fd_ < 0 || domain != AF_INET || type != SOCK_STREAM) {
+        return false;
+    }
+    bool ask = false;
+    {
+        std::lock_guard<std::mutex> guard(spares_mutex_);
+        if (spare_pairs_.size() <= spare_pairs_low && !spares_refill_asked_) {
+            spares_refill_asked_ = true;
+            ask = true;
+        }
+        if (!spare_pairs_.empty()) {
+            const SparePair p = spare_pairs_.back();
+            spare_pairs_.pop_back();
+            host_end = p.host_end;
+            app_end = p.app_end;
+            app_inode = p.app_inode;
+        } else {
+            host_end = -1;
+        }
+    }
+    if (ask) {
+        const uint64_t one = 1;
+        (void)!::write(spares_fd_, &one, sizeof one);
+    }
+    return host_end >= 0;
+}
+
+void Host::refill_spare_pairs() {
+    uint64_t count;
+    (void)!::read(spares_fd_, &count, sizeof count);
+    for (;;) {
+        {
+            std::lock_guard<std::mutex> guard(spares_mutex_);
+            if (spare_pairs_.size() >= spare_pairs_target) {
+                spares_refill_asked_ = false;
+                return;
+            }
+        }
+        SparePair p{};
+        // Spares must not be what runs the program out of fds: none in
+        // the top quarter of RLIMIT_NOFILE.
+        rlimit limit{};
+        const bool made = make_pair(AF_INET, SOCK_STREAM, p.host_end, p.app_end, p.app_inode) == 0;
+        if (!made || (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+                      static_cast<rlim_t>(std::max(p.host_end, p.app_end)) >= limit.rlim_cur / 4 * 3)) {
+            if (made) {
+                ::close(p.host_end);
+                ::close(p.app_end);
+            }
+            std::lock_guard<std::mutex> guard(spares_mutex_);
+            spares_refill_asked_ = false;  // connects make their own pairs meanwhile
+            return;
+        }
+        std::lock_guard<std::mutex> guard(spares_mutex_);
+        spare_pairs_.push_back(p);
+    }
+}
+
+void Host::register_socket(std::unique_ptr<HostSocket> socket, ino_t app_inode) {
     const int host_end = socket->host_fd();
-    by_app_inode_[st.st_ino] = host_end;
-    app_inode_of_[host_end] = st.st_ino;
+    by_app_inode_[app_inode] = host_end;
+    app_inode_of_[host_end] = app_inode;
     created_socket_ = socket.get();
     if (config_.log >= LogLevel::Debug) {
         log(LogLevel::Debug, "new socket: " + socket->describe());
@@ -903,7 +995,8 @@ Reply Host::create_socket(ControlConnection& connection, const Request& request,
     }
     int host_end = -1;
     int app_end = -1;
-    if (int err = open_pair(request.domain, request.type, host_end, app_end); err < 0) {
+    ino_t app_inode = 0;
+    if (int err = open_pair(request.domain, request.type, host_end, app_end, app_inode); err < 0) {
         return give_up(-err);
     }
     auto socket = std::make_unique<UdpHostSocket>(udp, id, host_end, request.domain, connection.uid, connection.pid,
@@ -911,7 +1004,7 @@ Reply Host::create_socket(ControlConnection& connection, const Request& request,
     if (request.rcvbuf > 0) {
         socket->set_reported_rcvbuf(request.rcvbuf);
     }
-    register_socket(std::move(socket), app_end);
+    register_socket(std::move(socket), app_inode);
     fd_out = app_end;
     return Reply{};
 }
@@ -926,7 +1019,8 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
     };
     int host_end = -1;
     int app_end = -1;
-    if (int err = open_pair(request.domain, request.type, host_end, app_end); err < 0) {
+    ino_t app_inode = 0;
+    if (int err = open_pair(request.domain, request.type, host_end, app_end, app_inode); err < 0) {
         return give_up(-err);
     }
     auto socket = std::make_unique<TcpHostSocket>(engine, static_cast<TcpConnectionFactory&>(*this), id, host_end, request.domain, connection.uid,
@@ -970,7 +1064,7 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
         }
         break;
     }
-    register_socket(std::move(socket), app_end);
+    register_socket(std::move(socket), app_inode);
     fd_out = app_end;
     return reply;
 }
@@ -978,12 +1072,13 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
 int Host::adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) {
     int host_end = -1;
     int app_end = -1;
-    if (int err = open_pair(domain, SOCK_STREAM, host_end, app_end); err < 0) {
+    ino_t app_inode = 0;
+    if (int err = open_pair(domain, SOCK_STREAM, host_end, app_end, app_inode); err < 0) {
         return err;
     }
     auto socket = std::make_unique<TcpHostSocket>(tcp_->engine(), static_cast<TcpConnectionFactory&>(*this), id, host_end, domain, uid, pid,
                                                   TcpHostSocket::Role::Connected, tcp_scratch_);
-    register_socket(std::move(socket), app_end);
+    register_socket(std::move(socket), app_inode);
     return app_end;
 }
 

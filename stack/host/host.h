@@ -160,6 +160,7 @@ private:
     static constexpr uint64_t tag_socket = 6;
     static constexpr uint64_t tag_caller_kick = 7;
     static constexpr uint64_t tag_watchdog = 8;  // outer set only
+    static constexpr uint64_t tag_spares = 9;    // outer set only
 
     void log(LogLevel level, const std::string& message) const;
     // One epoll event of the inner set: what the loop does about it.
@@ -186,9 +187,12 @@ private:
     Reply create_tcp_socket(ControlConnection& connection, const Request& request, int& fd_out);
     // A new socketpair for a socket: the host end (non-blocking, named for
     // exec'd programs) and the app end, or -errno.
-    int open_pair(int domain, int type, int& host_end, int& app_end);
+    // A named socketpair for a new socket (a spare one when there is one),
+    // with the app end's inode.
+    int open_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
+    int make_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
     // Registers a host socket under its app end's inode.
-    void register_socket(std::unique_ptr<HostSocket> socket, int app_end);
+    void register_socket(std::unique_ptr<HostSocket> socket, ino_t app_inode);
     int adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) override;
     Reply tcp_call(TcpHostSocket& socket, const Request& request, int passed_fd, std::string& text);
     HostSocket* socket_for_fd(int passed_fd);
@@ -299,7 +303,26 @@ private:
     std::unordered_map<ino_t, int> by_app_inode_;                   // app end inode → host end fd
     std::unordered_map<int, ino_t> app_inode_of_;                   // host end fd → app end inode
     UnixLiveness liveness_;  // is an app end's inode still open (app_end_alive)
-    uint64_t next_serial_ = 1;
+    std::atomic<uint64_t> next_serial_{1};  // also taken by the host thread's refills, without the loop lock
+    // Inproc: IPv4 TCP socketpairs made ahead by the host thread (named,
+    // the host end non-blocking, the app end's inode known), so that a
+    // connect or accept on an app thread does not pay for socketpair,
+    // ioctl, bind and fstat (~7 us of crr's ~120 here, bench/ANALYSIS.md).
+    // Taking one below the low mark asks the host thread for more through
+    // spares_fd_ (in its outer set): one wake-up per few connections.
+    struct SparePair {
+        int host_end = -1;
+        int app_end = -1;
+        ino_t app_inode = 0;
+    };
+    static constexpr size_t spare_pairs_target = 16;
+    static constexpr size_t spare_pairs_low = 8;
+    std::mutex spares_mutex_;
+    std::vector<SparePair> spare_pairs_;  // under spares_mutex_
+    bool spares_refill_asked_ = false;    // under spares_mutex_
+    int spares_fd_ = -1;                  // eventfd; -1 in daemon mode (no spares)
+    bool take_spare_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
+    void refill_spare_pairs();
     // Buffers the sockets move app bytes through (one thread at a time
     // works the loop, so one of each per host, not per thread).
     std::vector<uint8_t> tcp_scratch_ = std::vector<uint8_t>(256 * 1024);
