@@ -152,6 +152,9 @@ Host::~Host() {
         ::close(p.host_end);
         ::close(p.app_end);
     }
+    for (const int fd : retired_fds_) {
+        ::close(fd);
+    }
     for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, watchdog_fd_, spares_fd_,
                    control_fd_}) {
         if (fd >= 0) {
@@ -669,14 +672,18 @@ void Host::reap_finished() {
         half_closed_.erase(fd);
         udp_fds_.erase(fd);
         caller_watch_gone_ = caller_watch_gone_ || fd == caller_watch_fd_;
+        if (registered_events_.erase(fd) != 0) {
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+        }
         if (it->second->type() == SOCK_STREAM) {
-            const auto& tcp_socket = static_cast<const TcpHostSocket&>(*it->second);
+            auto& tcp_socket = static_cast<TcpHostSocket&>(*it->second);
             if (auto e = by_engine_id_.find(tcp_socket.id()); e != by_engine_id_.end() && e->second == fd) {
                 by_engine_id_.erase(e);
             }
-        }
-        if (registered_events_.erase(fd) != 0) {
-            ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+            // Nobody can see this close any more: off the loop's thread.
+            if (const int host_end = tcp_socket.take_host_fd_if_app_gone(); host_end >= 0) {
+                retire_fd(host_end);
+            }
         }
         if (auto ino = app_inode_of_.find(fd); ino != app_inode_of_.end()) {
             by_app_inode_.erase(ino->second);
@@ -685,7 +692,7 @@ void Host::reap_finished() {
         if (config_.log >= LogLevel::Debug) {  // describe() builds strings: not per connection for nothing
             log(LogLevel::Debug, "closed: " + it->second->describe());
         }
-        sockets_.erase(it);  // closes the host end
+        sockets_.erase(it);  // closes the host end if not retired
     }
 }
 
@@ -921,9 +928,43 @@ bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, in
     return host_end >= 0;
 }
 
+void Host::retire_fd(int fd) {
+    if (spares_fd_ < 0) {
+        ::close(fd);
+        return;
+    }
+    bool ask = false;
+    {
+        std::lock_guard<std::mutex> guard(spares_mutex_);
+        if (retired_fds_.size() < retired_fds_max) {
+            retired_fds_.push_back(fd);
+            fd = -1;
+            if (retired_fds_.size() >= retired_fds_batch && !spares_refill_asked_) {
+                spares_refill_asked_ = true;
+                ask = true;
+            }
+        }
+    }
+    if (fd >= 0) {
+        ::close(fd);  // the host thread is behind: no more fds held for it
+    }
+    if (ask) {
+        const uint64_t one = 1;
+        (void)!::write(spares_fd_, &one, sizeof one);
+    }
+}
+
 void Host::refill_spare_pairs() {
     uint64_t count;
     (void)!::read(spares_fd_, &count, sizeof count);
+    std::vector<int> retired;
+    {
+        std::lock_guard<std::mutex> guard(spares_mutex_);
+        retired.swap(retired_fds_);
+    }
+    for (const int fd : retired) {
+        ::close(fd);
+    }
     for (;;) {
         {
             std::lock_guard<std::mutex> guard(spares_mutex_);

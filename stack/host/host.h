@@ -129,6 +129,9 @@ public:
     // force: from a forked child, whose copy of the flag says nothing
     // about the parent's waiting thread (the eventfd is shared).
     void wake_caller(bool force = false);
+    // Closes fd, now or soon on the host thread (inproc): for fds whose
+    // close has no effect anyone could see (see retired_fds_).
+    void retire_fd(int fd);
     // A control call made on the calling thread (what the control socket
     // carries otherwise: the same serve_call, then the same pass). app_fd
     // is the caller's own fd (not closed); a socket's new app end comes
@@ -322,6 +325,14 @@ private:
     bool spares_refill_asked_ = false;    // under spares_mutex_
     int spares_fd_ = -1;                  // eventfd; -1 in daemon mode (no spares)
     bool take_spare_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
+    // Fds whose close nobody can observe (a finished socket's host end
+    // once its app end is gone, the unbound kernel socket a swap replaced):
+    // the host thread closes them with its next refill, off the app's
+    // thread (a TCP socket's close costs ~4 us here). Bounded: past
+    // retired_fds_max they are closed at once.
+    static constexpr size_t retired_fds_batch = 8;
+    static constexpr size_t retired_fds_max = 64;
+    std::vector<int> retired_fds_;  // under spares_mutex_
     void refill_spare_pairs();
     // Buffers the sockets move app bytes through (one thread at a time
     // works the loop, so one of each per host, not per thread).

@@ -39,6 +39,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 #include <string>
 
@@ -91,6 +92,14 @@ public:
     void on_app_hangup(Instant now) override;
     void on_process_exit(Instant now) override;
     bool finished() const override { return closed_; }
+    // A finished socket whose app end is gone: hands over the host end,
+    // for the host to close when it suits (-1: the destructor closes it).
+    int take_host_fd_if_app_gone() {
+        if (!app_closed_ || fd_ < 0) {
+            return -1;
+        }
+        return std::exchange(fd_, -1);
+    }
     void drain_app(Instant now) override;
 
     Result<void> bind(Instant now, Endpoint local) override;
