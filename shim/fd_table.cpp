@@ -47,6 +47,7 @@ void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
     e->connect_completion_owed = 0;
     e->replay_count = 0;
     e->creation_flags_hold = 0;
+    e->kernel_side_used = 0;
     for (LocalOption& o : e->local_options) {
         o = LocalOption{};
     }

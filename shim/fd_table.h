@@ -67,6 +67,11 @@ struct FdEntry {
     // ioctl, a dup (the copy shares the open file), and a fork (the other
     // process shares it) through `fork_generation`.
     uint8_t creation_flags_hold = 0;
+    // Candidates: the program called bind/connect/listen on the kernel
+    // socket itself (they failed, or it would not be a candidate any more,
+    // but a failed connect may have bound a port or left a handshake
+    // running): the swap closes it at once, never later (retire_fd).
+    uint8_t kernel_side_used = 0;
     uint8_t created_nonblock = 0;
     uint8_t created_cloexec = 0;
     uint32_t fork_generation = 0;

@@ -502,8 +502,10 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr,
     int status_flags = 0;
     int fd_flags = 0;
     bool creation_flags_hold = false;
+    bool kernel_side_used = true;
     {
         std::lock_guard<std::mutex> guard(fd_table().lock());
+        kernel_side_used = e.kernel_side_used != 0;
         creation_flags_hold =
             e.type == SOCK_STREAM && e.creation_flags_hold != 0 && e.fork_generation == fork_generation();
         status_flags = O_RDWR | (e.created_nonblock != 0 ? O_NONBLOCK : 0);
@@ -558,10 +560,11 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr,
     if (app_end < 0) {
         return set_errno(EPROTO);
     }
-    // The kernel socket the dup3 replaces was never bound or connected:
-    // nobody can tell when it is destroyed, and destroying it costs ~4 us,
-    // so an inproc host's thread does that, off the program's thread.
-    host::Host* inproc_host = caller_host();
+    // When the program never bound, connected or listened on the kernel
+    // socket the dup3 replaces, nobody can tell when it is destroyed, and
+    // destroying it costs ~4 us: an inproc host's thread does that, off
+    // the program's thread.
+    host::Host* inproc_host = kernel_side_used ? nullptr : caller_host();
     const int replaced = inproc_host != nullptr ? real.fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     if (real.dup3(app_end, fd, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC) != 0) ? O_CLOEXEC : 0) < 0) {
         const int err = errno;
@@ -1410,7 +1413,17 @@ FdEntry* tcp_entry(int fd) {
 // ------------------------------------------------------------ the calls
 
 int shim_socket(int domain, int type, int protocol) {
-    const int fd = real.socket(domain, type, protocol);
+    // Before the socket exists: a fork from another thread in between
+    // must count as one this socket may have been shared through.
+    const uint32_t generation = fork_generation();
+    int fd = real.socket(domain, type, protocol);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+        // What an inproc host holds for later must not cost the program
+        // an fd it could have had.
+        if (host::Host* h = caller_host(); h != nullptr && h->release_reserved_fds()) {
+            fd = real.socket(domain, type, protocol);
+        }
+    }
     if (fd < 0 || !config().enabled) {
         return fd;
     }
@@ -1420,12 +1433,11 @@ int shim_socket(int domain, int type, int protocol) {
     const bool tcp = base_type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP);
     const bool candidate = inet && (udp || tcp);
     fd_table().set(fd, candidate ? FdKind::Candidate : FdKind::Kernel, domain, base_type);
-    if (candidate) {
-        FdEntry* e = fd_table().get(fd, false);
+    if (FdEntry* e = fd_table().get(fd, false); candidate && e != nullptr) {
         std::lock_guard<std::mutex> guard(fd_table().lock());
         e->created_nonblock = (type & SOCK_NONBLOCK) != 0 ? 1 : 0;
         e->created_cloexec = (type & SOCK_CLOEXEC) != 0 ? 1 : 0;
-        e->fork_generation = fork_generation();
+        e->fork_generation = generation;
         e->creation_flags_hold = 1;
     }
     return fd;
@@ -1439,6 +1451,12 @@ void forget_creation_flags(int fd) {
         std::lock_guard<std::mutex> guard(fd_table().lock());
         e->creation_flags_hold = 0;
     }
+}
+
+// A candidate about to be bound, connected or listened on by the kernel.
+void note_kernel_side_use(FdEntry& e) {
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    e.kernel_side_used = 1;
 }
 
 int shim_bind(int fd, const sockaddr* addr, socklen_t len) {
@@ -1455,6 +1473,7 @@ int shim_bind(int fd, const sockaddr* addr, socklen_t len) {
         if (parse_address(addr, len, a) != 0 || a.unspec || a.v6_native ||
             (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_bind_address(a.addr) ||
             (a.v6_any && v6only(fd, *e)) || !can_move(*e)) {
+            note_kernel_side_use(*e);
             const int rc = real.bind(fd, addr, len);
             if (rc == 0) {
                 fd_table().set(fd, FdKind::Kernel, e->domain, e->type);
@@ -1498,6 +1517,7 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
         }
         if (parsed != 0 || a.unspec || a.v6_native || a.v6_any ||
             (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_destination(a.addr) || !can_move(*e)) {
+            note_kernel_side_use(*e);
             const int rc = real.connect(fd, addr, len);
             if (rc == 0 || errno == EINPROGRESS) {
                 fd_table().set(fd, FdKind::Kernel, e->domain, e->type);
@@ -1567,6 +1587,14 @@ int shim_listen(int fd, int backlog) {
     if (e != nullptr && e->get_kind() == FdKind::Candidate && e->type == SOCK_STREAM && !v6only(fd, *e) &&
         can_move(*e)) {
         return swap_to_ustack(fd, *e, SocketAction::Listen, Address{}, backlog);
+    }
+    if (e != nullptr && e->get_kind() == FdKind::Candidate) {
+        note_kernel_side_use(*e);
+        const int rc = real.listen(fd, backlog);
+        if (rc == 0) {
+            fd_table().set(fd, FdKind::Kernel, e->domain, e->type);  // listening on the kernel's side now
+        }
+        return rc;
     }
     return real.listen(fd, backlog);
 }
@@ -1806,10 +1834,14 @@ int shim_close_range(unsigned int first, unsigned int last, int flags) {
     const int rc = real.close_range != nullptr
                        ? real.close_range(first, last, flags)
                        : static_cast<int>(::syscall(SYS_close_range, first, last, flags));
-    if (rc == 0 && (flags & CLOSE_RANGE_CLOEXEC) == 0) {
+    if (rc == 0) {
         const unsigned int top = std::min<unsigned int>(last, FdTable::max_fd);
         for (unsigned int fd = first; fd <= top; ++fd) {
-            fd_table().clear(static_cast<int>(fd));
+            if ((flags & CLOSE_RANGE_CLOEXEC) != 0) {
+                forget_creation_flags(static_cast<int>(fd));  // FD_CLOEXEC set behind socket()'s back
+            } else {
+                fd_table().clear(static_cast<int>(fd));
+            }
         }
     }
     return rc;
@@ -2170,13 +2202,41 @@ int shim_ioctl(int fd, unsigned long request, void* arg) {
 
 // ------------------------------------------------------------ process lifetime
 
+// The inproc host as it was when fork() began (the handlers of one fork
+// run in the forking thread, one after the other).
+InprocHost* forking_host = nullptr;
+
+void before_fork() {
+    count_fork();
+    forking_host = inproc.load();
+    if (forking_host != nullptr && forking_host->pid == ::getpid()) {
+        forking_host->host->before_fork();
+    } else {
+        forking_host = nullptr;
+    }
+}
+
+void after_fork_in_parent() {
+    if (forking_host != nullptr) {
+        forking_host->host->after_fork(false);
+    }
+}
+
+void after_fork_in_child() {
+    if (forking_host != nullptr) {
+        forking_host->host->after_fork(true);
+    }
+}
+
 __attribute__((constructor)) void shim_init() {
     ShimScope scope;
     ensure_resolved();
     ensure_config();
     // After a fork both processes hold every candidate: either may change
-    // its flags, so neither may trust what socket() made them.
-    ::pthread_atfork(count_fork, nullptr, nullptr);
+    // its flags, so neither may trust what socket() made them. And a
+    // child must not keep the inproc host's spare socketpairs: a pair the
+    // parent hands out later would have an app end in the child.
+    ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
 }
 
 __attribute__((destructor)) void shim_fini() {

@@ -254,6 +254,7 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         host->caller_kick_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         host->watchdog_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         host->spares_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        host->read_fd_limit();
         epoll_event spares{};
         spares.events = EPOLLIN;
         spares.data.u64 = make_tag(tag_spares, host->spares_fd_);
@@ -907,7 +908,9 @@ bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, in
     bool ask = false;
     {
         std::lock_guard<std::mutex> guard(spares_mutex_);
-        if (spare_pairs_.size() <= spare_pairs_low && !spares_refill_asked_) {
+        if (spares_backoff_ > 0) {
+            --spares_backoff_;
+        } else if (spare_pairs_.size() <= spare_pairs_low && !spares_refill_asked_) {
             spares_refill_asked_ = true;
             ask = true;
         }
@@ -928,8 +931,53 @@ bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, in
     return host_end >= 0;
 }
 
+void Host::read_fd_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+        fd_limit_.store(limit.rlim_cur == RLIM_INFINITY ? UINT64_MAX : static_cast<uint64_t>(limit.rlim_cur));
+    }
+}
+
+bool Host::release_reserved_fds() {
+    std::vector<int> fds;
+    {
+        std::lock_guard<std::mutex> guard(spares_mutex_);
+        for (const SparePair& p : spare_pairs_) {
+            fds.push_back(p.host_end);
+            fds.push_back(p.app_end);
+        }
+        spare_pairs_.clear();
+        fds.insert(fds.end(), retired_fds_.begin(), retired_fds_.end());
+        retired_fds_.clear();
+        spares_backoff_ = spares_backoff_after_shortage;
+    }
+    for (const int fd : fds) {
+        ::close(fd);
+    }
+    return !fds.empty();
+}
+
+void Host::before_fork() { spares_mutex_.lock(); }
+
+void Host::after_fork(bool in_child) {
+    if (in_child) {
+        // Only close(): the child of a threaded program may call nothing
+        // that allocates or locks before it execs.
+        for (const SparePair& p : spare_pairs_) {
+            ::close(p.host_end);
+            ::close(p.app_end);
+        }
+        for (const int fd : retired_fds_) {
+            ::close(fd);
+        }
+        spare_pairs_.clear();
+        retired_fds_.clear();
+    }
+    spares_mutex_.unlock();
+}
+
 void Host::retire_fd(int fd) {
-    if (spares_fd_ < 0) {
+    if (spares_fd_ < 0 || !fd_in_reserve_range(fd)) {
         ::close(fd);
         return;
     }
@@ -965,6 +1013,7 @@ void Host::refill_spare_pairs() {
     for (const int fd : retired) {
         ::close(fd);
     }
+    read_fd_limit();  // the program may have raised or lowered it
     for (;;) {
         {
             std::lock_guard<std::mutex> guard(spares_mutex_);
@@ -976,16 +1025,15 @@ void Host::refill_spare_pairs() {
         SparePair p{};
         // Spares must not be what runs the program out of fds: none in
         // the top quarter of RLIMIT_NOFILE.
-        rlimit limit{};
         const bool made = make_pair(AF_INET, SOCK_STREAM, p.host_end, p.app_end, p.app_inode) == 0;
-        if (!made || (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
-                      static_cast<rlim_t>(std::max(p.host_end, p.app_end)) >= limit.rlim_cur / 4 * 3)) {
+        if (!made || !fd_in_reserve_range(std::max(p.host_end, p.app_end))) {
             if (made) {
                 ::close(p.host_end);
                 ::close(p.app_end);
             }
             std::lock_guard<std::mutex> guard(spares_mutex_);
-            spares_refill_asked_ = false;  // connects make their own pairs meanwhile
+            spares_refill_asked_ = false;
+            spares_backoff_ = spares_backoff_after_shortage;  // connects make their own pairs meanwhile
             return;
         }
         std::lock_guard<std::mutex> guard(spares_mutex_);

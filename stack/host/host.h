@@ -132,6 +132,13 @@ public:
     // Closes fd, now or soon on the host thread (inproc): for fds whose
     // close has no effect anyone could see (see retired_fds_).
     void retire_fd(int fd);
+    // Closes the spare socketpairs and retired fds now (the program ran
+    // out of fds); whether there were any.
+    bool release_reserved_fds();
+    // pthread_atfork, from the shim: a child keeps no spare pair (one the
+    // parent hands out later would have an app end in the child).
+    void before_fork();
+    void after_fork(bool in_child);
     // A control call made on the calling thread (what the control socket
     // carries otherwise: the same serve_call, then the same pass). app_fd
     // is the caller's own fd (not closed); a socket's new app end comes
@@ -320,9 +327,16 @@ private:
     };
     static constexpr size_t spare_pairs_target = 16;
     static constexpr size_t spare_pairs_low = 8;
+    static constexpr size_t spares_backoff_after_shortage = 64;
     std::mutex spares_mutex_;
     std::vector<SparePair> spare_pairs_;  // under spares_mutex_
     bool spares_refill_asked_ = false;    // under spares_mutex_
+    size_t spares_backoff_ = 0;           // under spares_mutex_: takes that ask for no refill (fds were short)
+    // RLIMIT_NOFILE's soft limit (read at start and by each refill): no
+    // spare and no retired fd at or above three quarters of it.
+    std::atomic<uint64_t> fd_limit_{UINT64_MAX};
+    bool fd_in_reserve_range(int fd) const { return static_cast<uint64_t>(fd) < fd_limit_.load() / 4 * 3; }
+    void read_fd_limit();
     int spares_fd_ = -1;                  // eventfd; -1 in daemon mode (no spares)
     bool take_spare_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
     // Fds whose close nobody can observe (a finished socket's host end

@@ -470,6 +470,7 @@ void TcpHostSocket::on_stack_event(Instant now) {
 }
 
 void TcpHostSocket::on_app_hangup(Instant now) {
+    app_hung_up_ = true;
     if (closed_ || app_closed_) {
         return;
     }

@@ -95,7 +95,7 @@ public:
     // A finished socket whose app end is gone: hands over the host end,
     // for the host to close when it suits (-1: the destructor closes it).
     int take_host_fd_if_app_gone() {
-        if (!app_closed_ || fd_ < 0) {
+        if (!app_hung_up_ || fd_ < 0) {
             return -1;
         }
         return std::exchange(fd_, -1);
@@ -195,7 +195,8 @@ private:
     bool peer_eof_sent_ = false;  // shutdown(host end, SHUT_WR) done
     bool pair_dead_ = false;      // pair shut down after a failure
     bool pair_released_ = false;  // host end given up (a failed connect): fd_ is /dev/null
-    bool app_closed_ = false;     // EPOLLHUP: the last app copy is gone
+    bool app_closed_ = false;     // EPOLLHUP: the last app copy is gone (or the program exits)
+    bool app_hung_up_ = false;    // EPOLLHUP itself: no app end is left open
     bool exiting_ = false;        // inproc program exit: EAGAIN from the app is its end
     bool unread_at_close_ = false;  // the app closed with data unread: RST
     bool closed_ = false;         // engine handle released

@@ -590,6 +590,12 @@ void flags_before_swap() {
     ::close(s);
 
     s = ::socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(::close_range(s, s, CLOSE_RANGE_CLOEXEC) == 0, "close_range(CLOSE_RANGE_CLOEXEC)");
+    CHECK(connect_to_addr(s, closed) < 0 && errno == ECONNREFUSED, "refused (close_range CLOEXEC)");
+    CHECK((::fcntl(s, F_GETFD) & FD_CLOEXEC) != 0, "FD_CLOEXEC from close_range kept");
+    ::close(s);
+
+    s = ::socket(AF_INET, SOCK_STREAM, 0);
     const int twin = ::fcntl(s, F_DUPFD_CLOEXEC, 0);
     CHECK(::fcntl(twin, F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK through an F_DUPFD copy");
     ::close(twin);
@@ -608,20 +614,65 @@ void flags_before_swap() {
     ::close(s);
 
     // SO_SNDTIMEO bounds a blocking connect (EINPROGRESS when it runs
-    // out), here set through a dup that is closed before the connect.
-    s = ::socket(AF_INET, SOCK_STREAM, 0);
-    const int copy = ::dup(s);
-    timeval timeout{0, 300000};
-    CHECK(::setsockopt(copy, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) == 0, "SO_SNDTIMEO on the dup");
-    ::close(copy);
-    timespec start{};
-    ::clock_gettime(CLOCK_MONOTONIC, &start);
-    CHECK(connect_to_addr(s, nobody) < 0 && errno == EINPROGRESS, "SO_SNDTIMEO set through a dup: EINPROGRESS");
-    timespec end{};
-    ::clock_gettime(CLOCK_MONOTONIC, &end);
-    const long waited_ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
-    CHECK(waited_ms >= 250 && waited_ms < 2000, "connect waited " + std::to_string(waited_ms) + " ms, not ~300");
-    ::close(s);
+    // out): set on the socket itself, then through a dup that is closed
+    // before the connect.
+    for (const bool through_dup : {false, true}) {
+        s = ::socket(AF_INET, SOCK_STREAM, 0);
+        const int target = through_dup ? ::dup(s) : s;
+        timeval timeout{0, 300000};
+        CHECK(::setsockopt(target, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout) == 0, "SO_SNDTIMEO");
+        if (through_dup) {
+            ::close(target);
+        }
+        timespec start{};
+        ::clock_gettime(CLOCK_MONOTONIC, &start);
+        CHECK(connect_to_addr(s, nobody) < 0 && errno == EINPROGRESS,
+              std::string("SO_SNDTIMEO set ") + (through_dup ? "through a dup" : "on the socket") + ": EINPROGRESS");
+        timespec end{};
+        ::clock_gettime(CLOCK_MONOTONIC, &end);
+        const long waited_ms = (end.tv_sec - start.tv_sec) * 1000 + (end.tv_nsec - start.tv_nsec) / 1000000;
+        CHECK(waited_ms >= 250 && waited_ms < 2000, "connect waited " + std::to_string(waited_ms) + " ms, not ~300");
+        ::close(s);
+    }
+}
+
+// A connection made after fork() is the parent's alone: its close() sends
+// the FIN at once, while a forked child (which holds every fd the parent
+// had at the fork) still lives. An inproc host keeps socketpairs made
+// ahead of time; a child must not keep their app ends.
+void fork_then_connect() {
+    pid_t peer = kernel_peer("echo");
+    int fd = connect_to(g_kernel, g_port);
+    write_all(fd, "x", 1);
+    CHECK(read_exact(fd, 1) == "x", "echo before the fork");
+    ::close(fd);
+    expect_peer_ok(peer, "first connection");
+    ::usleep(100000);  // the host thread makes its spare pairs meanwhile
+    const pid_t sleeper = ::fork();
+    if (sleeper == 0) {
+        ::sleep(20);
+        ::_exit(0);
+    }
+    CHECK(sleeper > 0, "fork");
+    peer = kernel_peer("expect-fin");
+    fd = connect_to(g_kernel, g_port);
+    ::close(fd);
+    int status = 0;
+    bool finished = false;
+    for (int i = 0; i < 200 && !finished; ++i) {
+        finished = ::waitpid(peer, &status, WNOHANG) == peer;
+        if (!finished) {
+            ::usleep(10000);
+        }
+    }
+    ::kill(sleeper, SIGKILL);
+    ::waitpid(sleeper, nullptr, 0);
+    if (!finished) {
+        ::kill(peer, SIGKILL);
+        ::waitpid(peer, nullptr, 0);
+    }
+    CHECK(finished && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "the peer saw the FIN within 2 s while a forked child lived");
 }
 
 // A peer reset: the data before it, then ECONNRESET; then EPIPE, with
@@ -1267,6 +1318,7 @@ const Scenario scenarios[] = {
     {"close-unread", close_unread},     {"fork-accept", fork_accept},     {"daemonize", daemonize},
     {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
     {"exit-without-close", exit_without_close}, {"flags-before-swap", flags_before_swap},
+    {"fork-then-connect", fork_then_connect},
     {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
     {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},      {"atexit-send", atexit_send},
 };
