@@ -297,10 +297,22 @@ int start_inproc_host(std::string* message) {
     p->host = std::move(*created);
     p->pid = ::getpid();
     host::Host* h = p->host.get();
+    // The host thread runs none of the program's signal handlers (they
+    // could fork or block while it holds the host's locks): it starts
+    // with every asynchronous signal blocked (a new thread inherits the
+    // mask), and the program's are delivered to its own threads.
+    sigset_t blocked;
+    sigset_t program_mask;
+    ::sigfillset(&blocked);
+    for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT}) {
+        ::sigdelset(&blocked, sig);
+    }
+    ::pthread_sigmask(SIG_BLOCK, &blocked, &program_mask);
     p->thread = std::thread([h] {
         in_shim = 1;  // the host's own syscalls go straight to libc
         h->run();
     });
+    ::pthread_sigmask(SIG_SETMASK, &program_mask, nullptr);
     inproc = p;
     return 0;
 }
@@ -1899,6 +1911,9 @@ FdEntry* send_target(int fd, const sockaddr* dest, socklen_t dest_len, int* erro
     if (kind == FdKind::Ustack) {
         return e;
     }
+    if (kind == FdKind::Candidate && e->type == SOCK_STREAM && dest != nullptr) {
+        note_kernel_side_use(*e);  // MSG_FASTOPEN: the kernel connects it
+    }
     if (kind != FdKind::Candidate || e->type != SOCK_DGRAM || dest == nullptr) {
         return nullptr;
     }
@@ -1949,10 +1964,31 @@ ssize_t shim_send(int fd, const void* buf, size_t len, int flags) {
     return udp_send(fd, *e, &v, 1, flags, nullptr, 0);
 }
 
+// Candidates passed to another process (SCM_RIGHTS): it may change
+// their flags behind this process's back.
+void forget_creation_flags_of_passed_fds(const msghdr& msg) {
+    if (msg.msg_control == nullptr || msg.msg_controllen < sizeof(cmsghdr)) {
+        return;
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(const_cast<msghdr*>(&msg)); c != nullptr;
+         c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(0)) {
+            continue;
+        }
+        const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; ++i) {
+            int passed = -1;
+            std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+            forget_creation_flags(passed);
+        }
+    }
+}
+
 ssize_t shim_sendmsg(int fd, const msghdr* msg, int flags) {
     if (msg == nullptr) {
         return real.sendmsg(fd, msg, flags);
     }
+    forget_creation_flags_of_passed_fds(*msg);
     int error = 0;
     FdEntry* e = send_target(fd, static_cast<const sockaddr*>(msg->msg_name), msg->msg_namelen, &error);
     if (error != 0) {
@@ -1971,6 +2007,9 @@ ssize_t shim_sendmsg(int fd, const msghdr* msg, int flags) {
 int shim_sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags) {
     if (vec == nullptr || vlen == 0) {
         return real.sendmmsg(fd, vec, vlen, flags);
+    }
+    for (unsigned int i = 0; i < vlen; ++i) {
+        forget_creation_flags_of_passed_fds(vec[i].msg_hdr);
     }
     int error = 0;
     FdEntry* e = send_target(fd, static_cast<const sockaddr*>(vec[0].msg_hdr.msg_name), vec[0].msg_hdr.msg_namelen,

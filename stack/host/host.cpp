@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
@@ -255,6 +256,8 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         host->watchdog_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         host->spares_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         host->read_fd_limit();
+        host->spare_pairs_.reserve(spare_pairs_target);
+        host->retired_fds_.reserve(retired_fds_max);
         epoll_event spares{};
         spares.events = EPOLLIN;
         spares.data.u64 = make_tag(tag_spares, host->spares_fd_);
@@ -869,6 +872,29 @@ HostSocket* Host::socket_for_fd(int passed_fd) {
     return s == sockets_.end() || s->second->finished() ? nullptr : s->second.get();
 }
 
+namespace {
+// Whether this thread holds a host's spares_mutex_: a fork() from a signal
+// handler that interrupted it must not wait for that mutex (before_fork).
+thread_local bool holding_spares = false;
+
+class SparesGuard {
+public:
+    explicit SparesGuard(std::mutex& m) : m_(m) {
+        holding_spares = true;
+        m_.lock();
+    }
+    ~SparesGuard() {
+        m_.unlock();
+        holding_spares = false;
+    }
+    SparesGuard(const SparesGuard&) = delete;
+    SparesGuard& operator=(const SparesGuard&) = delete;
+
+private:
+    std::mutex& m_;
+};
+}  // namespace
+
 int Host::open_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode) {
     if (take_spare_pair(domain, type, host_end, app_end, app_inode)) {
         return 0;
@@ -907,7 +933,7 @@ bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, in
     }
     bool ask = false;
     {
-        std::lock_guard<std::mutex> guard(spares_mutex_);
+        SparesGuard guard(spares_mutex_);
         if (spares_backoff_ > 0) {
             --spares_backoff_;
         } else if (spare_pairs_.size() <= spare_pairs_low && !spares_refill_asked_) {
@@ -920,6 +946,7 @@ bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, in
             host_end = p.host_end;
             app_end = p.app_end;
             app_inode = p.app_inode;
+            ++spare_pairs_taken_;
         } else {
             host_end = -1;
         }
@@ -939,27 +966,45 @@ void Host::read_fd_limit() {
 }
 
 bool Host::release_reserved_fds() {
-    std::vector<int> fds;
+    // No allocation under spares_mutex_ (an allocator's own fork handlers
+    // may take its locks before before_fork() takes this one).
+    std::array<int, 2 * spare_pairs_target + retired_fds_max> fds;
+    size_t n = 0;
     {
-        std::lock_guard<std::mutex> guard(spares_mutex_);
+        SparesGuard guard(spares_mutex_);
         for (const SparePair& p : spare_pairs_) {
-            fds.push_back(p.host_end);
-            fds.push_back(p.app_end);
+            fds[n++] = p.host_end;
+            fds[n++] = p.app_end;
         }
         spare_pairs_.clear();
-        fds.insert(fds.end(), retired_fds_.begin(), retired_fds_.end());
+        for (const int fd : retired_fds_) {
+            fds[n++] = fd;
+        }
         retired_fds_.clear();
         spares_backoff_ = spares_backoff_after_shortage;
     }
-    for (const int fd : fds) {
-        ::close(fd);
+    for (size_t i = 0; i < n; ++i) {
+        ::close(fds[i]);
     }
-    return !fds.empty();
+    return n > 0;
 }
 
-void Host::before_fork() { spares_mutex_.lock(); }
+void Host::before_fork() {
+    if (holding_spares) {
+        // fork() from a signal handler that interrupted this thread while
+        // it held the lock: the lists may be half changed; leave them.
+        fork_skipped_spares_ = true;
+        return;
+    }
+    fork_skipped_spares_ = false;
+    refill_mutex_.lock();  // no pair is between being made and being listed
+    spares_mutex_.lock();
+}
 
 void Host::after_fork(bool in_child) {
+    if (fork_skipped_spares_) {
+        return;
+    }
     if (in_child) {
         // Only close(): the child of a threaded program may call nothing
         // that allocates or locks before it execs.
@@ -974,6 +1019,7 @@ void Host::after_fork(bool in_child) {
         retired_fds_.clear();
     }
     spares_mutex_.unlock();
+    refill_mutex_.unlock();
 }
 
 void Host::retire_fd(int fd) {
@@ -983,7 +1029,7 @@ void Host::retire_fd(int fd) {
     }
     bool ask = false;
     {
-        std::lock_guard<std::mutex> guard(spares_mutex_);
+        SparesGuard guard(spares_mutex_);
         if (retired_fds_.size() < retired_fds_max) {
             retired_fds_.push_back(fd);
             fd = -1;
@@ -1005,19 +1051,27 @@ void Host::retire_fd(int fd) {
 void Host::refill_spare_pairs() {
     uint64_t count;
     (void)!::read(spares_fd_, &count, sizeof count);
-    std::vector<int> retired;
+    std::array<int, retired_fds_max> retired;
+    size_t n = 0;
     {
-        std::lock_guard<std::mutex> guard(spares_mutex_);
-        retired.swap(retired_fds_);
+        SparesGuard guard(spares_mutex_);
+        for (const int fd : retired_fds_) {
+            retired[n++] = fd;
+        }
+        retired_fds_.clear();  // keeps its capacity: no allocation under the lock
     }
-    for (const int fd : retired) {
-        ::close(fd);
+    for (size_t i = 0; i < n; ++i) {
+        ::close(retired[i]);
     }
+    retired_fds_closed_ += n;
     read_fd_limit();  // the program may have raised or lowered it
     for (;;) {
+        // Held from making a pair to listing it: a fork() meanwhile would
+        // give the child a pair its after_fork() cannot see.
+        std::lock_guard<std::mutex> refill(refill_mutex_);
         {
-            std::lock_guard<std::mutex> guard(spares_mutex_);
-            if (spare_pairs_.size() >= spare_pairs_target) {
+            SparesGuard guard(spares_mutex_);
+            if (spare_pairs_.size() >= spare_pairs_target || spares_backoff_ > 0) {
                 spares_refill_asked_ = false;
                 return;
             }
@@ -1031,13 +1085,14 @@ void Host::refill_spare_pairs() {
                 ::close(p.host_end);
                 ::close(p.app_end);
             }
-            std::lock_guard<std::mutex> guard(spares_mutex_);
+            SparesGuard guard(spares_mutex_);
             spares_refill_asked_ = false;
             spares_backoff_ = spares_backoff_after_shortage;  // connects make their own pairs meanwhile
             return;
         }
-        std::lock_guard<std::mutex> guard(spares_mutex_);
-        spare_pairs_.push_back(p);
+        SparesGuard guard(spares_mutex_);
+        spare_pairs_.push_back(p);  // within the capacity reserved at start
+        ++spare_pairs_made_;
     }
 }
 
@@ -1393,7 +1448,10 @@ std::string Host::stats_text() const {
         << "caller_direct_reads " << caller_counters_.direct_reads << "\n"
         << "caller_sends " << caller_counters_.sends << "\n"
         << "caller_sends_declined " << caller_counters_.sends_declined << "\n"
-        << "caller_waits_superseded " << caller_counters_.superseded << "\n";
+        << "caller_waits_superseded " << caller_counters_.superseded << "\n"
+        << "spare_pairs_made " << spare_pairs_made_.load() << "\n"
+        << "spare_pairs_taken " << spare_pairs_taken_.load() << "\n"
+        << "retired_fds_closed " << retired_fds_closed_.load() << "\n";
     return out.str();
 }
 

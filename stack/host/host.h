@@ -329,6 +329,11 @@ private:
     static constexpr size_t spare_pairs_low = 8;
     static constexpr size_t spares_backoff_after_shortage = 64;
     std::mutex spares_mutex_;
+    std::mutex refill_mutex_;  // the host thread's, from making a pair to listing it; and fork's
+    bool fork_skipped_spares_ = false;  // before_fork() found this thread holding spares_mutex_
+    std::atomic<uint64_t> spare_pairs_made_{0};  // `ustackctl stats`
+    std::atomic<uint64_t> spare_pairs_taken_{0};
+    std::atomic<uint64_t> retired_fds_closed_{0};
     std::vector<SparePair> spare_pairs_;  // under spares_mutex_
     bool spares_refill_asked_ = false;    // under spares_mutex_
     size_t spares_backoff_ = 0;           // under spares_mutex_: takes that ask for no refill (fds were short)

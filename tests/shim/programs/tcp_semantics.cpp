@@ -636,6 +636,30 @@ void flags_before_swap() {
     }
 }
 
+// A counter of this program's inproc host (`ustackctl stats`); -1 in
+// daemon mode.
+long inproc_host_stat(const std::string& name) {
+    const char* mode = std::getenv("USTACK_MODE");
+    const char* dev = std::getenv("USTACK_DEV");
+    if (mode == nullptr || std::string(mode) != "inproc" || dev == nullptr) {
+        return -1;
+    }
+    const std::string command = g_self.substr(0, g_self.rfind('/')) + "/ustackctl --dev " + dev + " stats";
+    FILE* out = ::popen(command.c_str(), "r");
+    CHECK(out != nullptr, "popen ustackctl");
+    long value = -1;
+    char line[256];
+    while (std::fgets(line, sizeof line, out) != nullptr) {
+        const std::string text = line;
+        if (text.rfind(name + " ", 0) == 0) {
+            value = std::atol(text.c_str() + name.size() + 1);
+        }
+    }
+    ::pclose(out);
+    CHECK(value >= 0, "ustackctl stats has no " + name);
+    return value;
+}
+
 // A connection made after fork() is the parent's alone: its close() sends
 // the FIN at once, while a forked child (which holds every fd the parent
 // had at the fork) still lives. An inproc host keeps socketpairs made
@@ -647,7 +671,13 @@ void fork_then_connect() {
     CHECK(read_exact(fd, 1) == "x", "echo before the fork");
     ::close(fd);
     expect_peer_ok(peer, "first connection");
-    ::usleep(100000);  // the host thread makes its spare pairs meanwhile
+    // Inproc: the connect above asked the host thread for spare pairs;
+    // the one after the fork must take a spare made before it.
+    for (int i = 0; i < 200 && inproc_host_stat("spare_pairs_made") == 0; ++i) {
+        ::usleep(10000);
+    }
+    const long taken_before = inproc_host_stat("spare_pairs_taken");
+    CHECK(taken_before < 0 || inproc_host_stat("spare_pairs_made") > 0, "the host thread made spare pairs");
     const pid_t sleeper = ::fork();
     if (sleeper == 0) {
         ::sleep(20);
@@ -657,6 +687,8 @@ void fork_then_connect() {
     peer = kernel_peer("expect-fin");
     fd = connect_to(g_kernel, g_port);
     ::close(fd);
+    CHECK(taken_before < 0 || inproc_host_stat("spare_pairs_taken") > taken_before,
+          "the connect after the fork took a spare pair");
     int status = 0;
     bool finished = false;
     for (int i = 0; i < 200 && !finished; ++i) {
