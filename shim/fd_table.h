@@ -64,8 +64,11 @@ struct FdEntry {
     // are still what socket() made them (SOCK_NONBLOCK / SOCK_CLOEXEC as
     // below, every other option the kernel's default). Cleared by whatever
     // could change them: a SOL_SOCKET setsockopt, fcntl F_SETFL/F_SETFD, an
-    // ioctl, a dup (the copy shares the open file), and a fork (the other
-    // process shares it) through `fork_generation`.
+    // ioctl, a dup (the copy shares the open file), close_range's
+    // CLOSE_RANGE_CLOEXEC, passing it over SCM_RIGHTS, and a fork (the
+    // other process shares it) through `fork_generation`. Not seen: a
+    // child made without fork handlers (posix_spawn, vfork, _Fork) that
+    // inherits a candidate without SOCK_CLOEXEC and changes it after exec.
     uint8_t creation_flags_hold = 0;
     // Candidates: the program called bind/connect/listen on the kernel
     // socket itself (they failed, or it would not be a candidate any more,
