@@ -7,6 +7,10 @@
 // wrappers are written out by hand.
 //
 // X(return type, name, (parameters), (arguments))
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -50,7 +54,30 @@
     X(ssize_t, __recv_chk, (int fd, void* buf, size_t len, size_t buflen, int flags), (fd, buf, len, buflen, flags)) \
     X(ssize_t, __recvfrom_chk,                                                                                  \
       (int fd, void* buf, size_t len, size_t buflen, int flags, struct sockaddr* addr, socklen_t* alen),        \
-      (fd, buf, len, buflen, flags, addr, alen))
+      (fd, buf, len, buflen, flags, addr, alen))                                                                \
+    USTACK_INTERCEPTED_WAITS(X)
+
+// The program's own waits: only watched (the inproc host's thread must
+// watch the loop while a thread sleeps here), never served by the shim.
+// The parameter names are the ones the wrappers' "does it block" tests use.
+#define USTACK_INTERCEPTED_WAITS(X)                                                                             \
+    X(int, poll, (struct pollfd* fds, nfds_t nfds, int timeout), (fds, nfds, timeout))                          \
+    X(int, __poll_chk, (struct pollfd* fds, nfds_t nfds, int timeout, size_t fdslen), (fds, nfds, timeout, fdslen)) \
+    X(int, ppoll, (struct pollfd* fds, nfds_t nfds, const struct timespec* ts, const sigset_t* mask),          \
+      (fds, nfds, ts, mask))                                                                                    \
+    X(int, __ppoll_chk,                                                                                         \
+      (struct pollfd* fds, nfds_t nfds, const struct timespec* ts, const sigset_t* mask, size_t fdslen),       \
+      (fds, nfds, ts, mask, fdslen))                                                                            \
+    X(int, select, (int nfds, fd_set* r, fd_set* w, fd_set* x, struct timeval* tv), (nfds, r, w, x, tv))        \
+    X(int, pselect, (int nfds, fd_set* r, fd_set* w, fd_set* x, const struct timespec* ts, const sigset_t* mask), \
+      (nfds, r, w, x, ts, mask))                                                                                \
+    X(int, epoll_wait, (int epfd, struct epoll_event* events, int maxevents, int timeout),                      \
+      (epfd, events, maxevents, timeout))                                                                       \
+    X(int, epoll_pwait, (int epfd, struct epoll_event* events, int maxevents, int timeout, const sigset_t* mask), \
+      (epfd, events, maxevents, timeout, mask))                                                                 \
+    X(int, epoll_pwait2,                                                                                        \
+      (int epfd, struct epoll_event* events, int maxevents, const struct timespec* ts, const sigset_t* mask),  \
+      (epfd, events, maxevents, ts, mask))
 
 // X(name): int name(int fd, <int or unsigned long> request, ...)
 #define USTACK_INTERCEPTED_VARIADIC(X) \

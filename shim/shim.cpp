@@ -275,6 +275,47 @@ struct InprocHost {
 };
 // Set once, by the thread that starts it; read by every thread (caller_host).
 std::atomic<InprocHost*> inproc{nullptr};
+// Set in a forked child: the inproc host's thread stayed in the parent.
+std::atomic<bool> inproc_host_elsewhere{false};
+
+// The calling thread is about to block where no caller pass works the
+// inproc host's loop (Host::outside_wait_begin: the host thread comes back
+// to watch meanwhile). No getpid(): in a forked child the flag above says
+// the host is not ours.
+class OutsideLoopWait {
+public:
+    explicit OutsideLoopWait(bool blocks = true) {
+        InprocHost* p = blocks ? inproc.load(std::memory_order_acquire) : nullptr;
+        if (p != nullptr && !inproc_host_elsewhere.load(std::memory_order_relaxed)) {
+            host_ = p->host.get();
+            host_->outside_wait_begin();
+        }
+    }
+    ~OutsideLoopWait() {
+        if (host_ != nullptr) {
+            host_->outside_wait_end();
+        }
+    }
+    OutsideLoopWait(const OutsideLoopWait&) = delete;
+    OutsideLoopWait& operator=(const OutsideLoopWait&) = delete;
+
+private:
+    host::Host* host_ = nullptr;
+};
+
+// The app end changed in a way only the host's loop notices (bytes, a
+// shutdown or a hang-up put into a pair outside a caller's turn): the host
+// thread must be watching, not wait for its lookout timer.
+void host_must_look() { const OutsideLoopWait look; }
+
+// After the app read from an app end outside a caller's turn: the host may
+// have been waiting for that room.
+void after_app_end_read(ssize_t n) {
+    InprocHost* p = n > 0 ? inproc.load(std::memory_order_acquire) : nullptr;
+    if (p != nullptr && !inproc_host_elsewhere.load(std::memory_order_relaxed) && p->host->host_ends_wait_for_room()) {
+        host_must_look();
+    }
+}
 
 int start_inproc_host(std::string* message) {
     host::HostConfig hc;
@@ -722,6 +763,7 @@ ssize_t udp_send(int fd, FdEntry& e, const iovec* iov, size_t iovcnt, int flags,
     msghdr msg{};
     msg.msg_iov = v;
     msg.msg_iovlen = iovcnt + 1;
+    const OutsideLoopWait wait;  // the datagram is the host's to send: it must look
     const ssize_t n = real.sendmsg(fd, &msg, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
     if (n < 0) {
         return -1;
@@ -747,7 +789,14 @@ ssize_t udp_recv(int fd, FdEntry& e, const iovec* iov, size_t iovcnt, int flags,
     msg.msg_iov = v;
     msg.msg_iovlen = iovcnt + 1;
     const int pass = flags & (MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_WAITALL);
-    const ssize_t n = real.recvmsg(fd, &msg, pass);
+    ssize_t n = 0;
+    {
+        const OutsideLoopWait wait((pass & MSG_DONTWAIT) == 0);
+        n = real.recvmsg(fd, &msg, pass);
+    }
+    if ((pass & MSG_DONTWAIT) != 0) {
+        after_app_end_read(n);
+    }
     if (n <= 0) {
         return n;  // error, or 0: end of stream (shutdown(SHUT_RD), or the host is gone)
     }
@@ -956,10 +1005,14 @@ bool nonblocking(int fd) {
 ssize_t recvmsg_app_end(int fd, msghdr& msg, int flags) {
     host::Host* h = caller_host();
     if (h == nullptr || (flags & (MSG_DONTWAIT | MSG_WAITALL)) != 0) {
-        return real.recvmsg(fd, &msg, flags);
+        const OutsideLoopWait wait(h != nullptr && (flags & MSG_DONTWAIT) == 0);
+        const ssize_t n = real.recvmsg(fd, &msg, flags);
+        after_app_end_read(n);
+        return n;
     }
     ssize_t n = real.recvmsg(fd, &msg, flags | MSG_DONTWAIT);
     if (n >= 0 || errno != EAGAIN || nonblocking(fd)) {
+        after_app_end_read(n);
         return n;
     }
     auto ready = [&](int own) {
@@ -977,6 +1030,7 @@ ssize_t recvmsg_app_end(int fd, msghdr& msg, int flags) {
         return n;  // errno as the last recvmsg (or the timeout, or EINTR) left it
     }
     errno = saved;
+    const OutsideLoopWait wait;
     return real.recvmsg(fd, &msg, flags);
 }
 
@@ -1047,6 +1101,7 @@ int finish_tcp_connect(int fd, int64_t reply_value, uint32_t reply_flags) {
         }
     }
     if (n == -2 || n == 0) {
+        const OutsideLoopWait wait(timeout_ms != 0);
         n = ::poll(&p, 1, timeout_ms);
     }
     if (n < 0) {
@@ -1122,6 +1177,7 @@ ssize_t tcp_send(int fd, const iovec* iov, size_t iovcnt, int flags) {
         msghdr msg{};
         msg.msg_iov = rest;
         msg.msg_iovlen = count;
+        const OutsideLoopWait wait;  // what goes into the pair is the host thread's to move
         const ssize_t n = real.sendmsg(fd, &msg, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
         return static_cast<ssize_t>(taken) + std::max<ssize_t>(n, 0);  // bytes taken are never unsent
     }
@@ -1131,7 +1187,11 @@ ssize_t tcp_send(int fd, const iovec* iov, size_t iovcnt, int flags) {
     // MSG_NOSIGNAL always: a reset connection fails with its error
     // (ECONNRESET) first, EPIPE and SIGPIPE only after (tcp_sendmsg →
     // sk_stream_error).
-    const ssize_t n = real.sendmsg(fd, &msg, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+    ssize_t n = 0;
+    {
+        const OutsideLoopWait wait;  // what goes into the pair is the host thread's to move
+        n = real.sendmsg(fd, &msg, (flags & MSG_DONTWAIT) | MSG_NOSIGNAL);
+    }
     if (n < 0 && errno == EPIPE) {
         if (const int err = take_tcp_error(fd); err != 0) {
             return set_errno(err);
@@ -1198,7 +1258,12 @@ int tcp_accept(int fd, FdEntry& e, sockaddr* addr, socklen_t* len, int flags) {
     // app end. The listener's own O_NONBLOCK and SO_RCVTIMEO apply.
     DatagramHeader header;
     int conn = -1;
-    const ssize_t n = host::recv_with_fd(fd, &header, sizeof header, &conn, 0);
+    ssize_t n = 0;
+    {
+        const OutsideLoopWait wait;
+        n = host::recv_with_fd(fd, &header, sizeof header, &conn, 0);
+    }
+    after_app_end_read(n);
     if (n < 0) {
         return -1;
     }
@@ -1815,6 +1880,7 @@ int shim_shutdown(int fd, int how) {
         const int err = errno;
         if (rc == 0 || err == ENOTCONN) {
             real.shutdown(fd, how);
+            host_must_look();  // the EOF after the last byte is the host's to read
             if (InprocHost* p = inproc.load(); p != nullptr) {
                 // A thread reading this socket on the host's loop sees the
                 // EOF (from a forked child too: the eventfd is shared).
@@ -1827,6 +1893,7 @@ int shim_shutdown(int fd, int how) {
     // UDP: the app end's own shutdown gives Linux's results (recv returns
     // 0, send fails with EPIPE); the host keeps the socket until close.
     real.shutdown(fd, how);
+    host_must_look();
     if (connected_state(fd, *e) != 1) {
         return set_errno(ENOTCONN);  // inet_shutdown: applied, but ENOTCONN
     }
@@ -1847,6 +1914,7 @@ int shim_close_range(unsigned int first, unsigned int last, int flags) {
                        ? real.close_range(first, last, flags)
                        : static_cast<int>(::syscall(SYS_close_range, first, last, flags));
     if (rc == 0) {
+        host_must_look();  // hang-ups of app ends, outside any caller's turn
         const unsigned int top = std::min<unsigned int>(last, FdTable::max_fd);
         for (unsigned int fd = first; fd <= top; ++fd) {
             if ((flags & CLOSE_RANGE_CLOEXEC) != 0) {
@@ -1865,6 +1933,7 @@ void shim_closefrom(int lowfd) {
     } else {
         ::syscall(SYS_close_range, static_cast<unsigned>(lowfd), ~0u, 0);
     }
+    host_must_look();
     for (int fd = std::max(lowfd, 0); fd <= FdTable::max_fd; ++fd) {
         if (fd_table().get(fd, false) == nullptr) {
             fd |= FdTable::chunk_size - 1;  // skip a chunk never used
@@ -1885,6 +1954,7 @@ int shim_dup(int fd) {
 int shim_dup2(int oldfd, int newfd) {
     const int rc = real.dup2(oldfd, newfd);
     if (rc >= 0 && oldfd != newfd) {
+        host_must_look();  // newfd may have been an app end's last copy
         fd_table().copy(oldfd, rc);
     }
     return rc;
@@ -1893,6 +1963,7 @@ int shim_dup2(int oldfd, int newfd) {
 int shim_dup3(int oldfd, int newfd, int flags) {
     const int rc = real.dup3(oldfd, newfd, flags);
     if (rc >= 0) {
+        host_must_look();  // newfd may have been an app end's last copy
         fd_table().copy(oldfd, rc);
     }
     return rc;
@@ -2262,6 +2333,9 @@ void after_fork_in_parent() {
 }
 
 void after_fork_in_child() {
+    if (inproc.load() != nullptr) {
+        inproc_host_elsewhere.store(true);
+    }
     if (forking_host != nullptr) {
         forking_host->host->after_fork(true);
     }
@@ -2393,6 +2467,45 @@ bool shim_active();
 #define USTACK_WRAPPER___read_chk USTACK_WRAPPER
 #define USTACK_WRAPPER___recv_chk USTACK_WRAPPER
 #define USTACK_WRAPPER___recvfrom_chk USTACK_WRAPPER
+
+// The program's waits (USTACK_INTERCEPTED_WAITS): no ShimScope around the
+// real call, so that a signal handler running during the wait still has
+// the shim.
+namespace ustack::shim {
+inline bool blocks_for(const timespec* ts) { return ts == nullptr || ts->tv_sec != 0 || ts->tv_nsec != 0; }
+inline bool blocks_for(const timeval* tv) { return tv == nullptr || tv->tv_sec != 0 || tv->tv_usec != 0; }
+}  // namespace ustack::shim
+
+#define USTACK_WAIT_WRAPPER(ret, name, params, args, blocks)                              \
+    extern "C" __attribute__((visibility("default"))) ret ustack_wrap_##name params      \
+        __asm__(#name);                                                                   \
+    extern "C" ret ustack_wrap_##name params {                                            \
+        using namespace ustack::shim;                                                     \
+        ensure_resolved();                                                                \
+        if (real.name == nullptr) {                                                       \
+            errno = ENOSYS;                                                               \
+            return -1;                                                                    \
+        }                                                                                 \
+        if (in_shim != 0 || !(blocks)) {                                                  \
+            return real.name args;                                                        \
+        }                                                                                 \
+        const OutsideLoopWait wait;                                                       \
+        return real.name args;                                                            \
+    }
+#define USTACK_WRAPPER_poll(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
+#define USTACK_WRAPPER___poll_chk(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
+#define USTACK_WRAPPER_ppoll(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
+#define USTACK_WRAPPER___ppoll_chk(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
+#define USTACK_WRAPPER_select(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(tv))
+#define USTACK_WRAPPER_pselect(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
+#define USTACK_WRAPPER_epoll_wait(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
+#define USTACK_WRAPPER_epoll_pwait(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
+#define USTACK_WRAPPER_epoll_pwait2(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
 
 USTACK_INTERCEPTED(USTACK_WRAPPER_DISPATCH)
 

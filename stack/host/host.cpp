@@ -156,8 +156,8 @@ Host::~Host() {
     for (const int fd : retired_fds_) {
         ::close(fd);
     }
-    for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, watchdog_fd_, spares_fd_,
-                   control_fd_}) {
+    for (int fd : {epoll_fd_, outer_epoll_fd_, timer_fd_, wake_fd_, caller_kick_fd_, watchdog_fd_, lookout_fd_,
+                   spares_fd_, control_fd_}) {
         if (fd >= 0) {
             ::close(fd);
         }
@@ -254,6 +254,7 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         host->outer_epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
         host->caller_kick_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         host->watchdog_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        host->lookout_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
         host->spares_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         host->read_fd_limit();
         host->spare_pairs_.reserve(spare_pairs_target);
@@ -264,6 +265,9 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
         epoll_event watchdog{};
         watchdog.events = EPOLLIN;
         watchdog.data.u64 = make_tag(tag_watchdog, host->watchdog_fd_);
+        epoll_event lookout{};
+        lookout.events = EPOLLIN;
+        lookout.data.u64 = make_tag(tag_lookout, host->lookout_fd_);
         epoll_event inner{};
         inner.events = EPOLLIN;
         inner.data.u64 = 0;
@@ -276,6 +280,7 @@ Expected<std::unique_ptr<Host>, std::pair<int, std::string>> Host::create(const 
             ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->epoll_fd_, &inner) < 0 ||
             ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->wake_fd_, &stop) < 0 || host->watchdog_fd_ < 0 ||
             ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->watchdog_fd_, &watchdog) < 0 ||
+            host->lookout_fd_ < 0 || ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->lookout_fd_, &lookout) < 0 ||
             host->spares_fd_ < 0 || ::epoll_ctl(host->outer_epoll_fd_, EPOLL_CTL_ADD, host->spares_fd_, &spares) < 0) {
             return host_fail(errno, std::string("epoll (inproc): ") + std::strerror(errno));
         }
@@ -355,6 +360,9 @@ void Host::run() {
                 if ((events[i].data.u64 >> 32) == tag_spares) {
                     refill_spare_pairs();
                     --others;
+                } else if ((events[i].data.u64 >> 32) == tag_lookout) {
+                    lookout_tick();
+                    --others;
                 }
             }
             if (n > 0 && others == 0) {
@@ -371,6 +379,9 @@ void Host::run() {
                         arm_watchdog(false);  // no caller at work: nothing to watch
                     }
                 }
+            }
+            if (stop_requested_.load() != 0 && !caller_waiting_) {
+                set_host_thread_watch(true);  // the drain below waits on the inner set's events
             }
             if (caller_waiting_ && !supersede_stuck_caller()) {
                 ++caller_counters_.host_thread_yielded;
@@ -394,6 +405,9 @@ void Host::run() {
         now = monotonic_now();
         check_half_closed_if_due(now);
         after_activity(now, read_device);
+        if (outer_epoll_fd_ >= 0 && outside_waiters_.load() > 0 && !caller_waiting_) {
+            set_host_thread_watch(true);  // one came while we held the loop (outside_wait_begin)
+        }
 
         const int stop = stop_requested_.load();
         if (stop == 1) {
@@ -646,6 +660,7 @@ void Host::sync_events(HostSocket& socket) {
     if (!socket.watch_host_end() || half_closed_.count(fd) != 0) {
         if (it != registered_events_.end()) {
             ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+            count_room_wait(it->second, 0);
             registered_events_.erase(it);
         }
         return;
@@ -658,10 +673,19 @@ void Host::sync_events(HostSocket& socket) {
     ev.data.u64 = make_tag(tag_socket, fd);
     if (it == registered_events_.end()) {
         ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+        count_room_wait(0, wanted);
         registered_events_[fd] = wanted;
     } else {
         ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+        count_room_wait(it->second, wanted);
         it->second = wanted;
+    }
+}
+
+void Host::count_room_wait(uint32_t was, uint32_t now) {
+    const int change = ((now & EPOLLOUT) != 0 ? 1 : 0) - ((was & EPOLLOUT) != 0 ? 1 : 0);
+    if (change != 0) {
+        host_ends_waiting_for_room_.fetch_add(change);
     }
 }
 
@@ -676,8 +700,10 @@ void Host::reap_finished() {
         half_closed_.erase(fd);
         udp_fds_.erase(fd);
         caller_watch_gone_ = caller_watch_gone_ || fd == caller_watch_fd_;
-        if (registered_events_.erase(fd) != 0) {
+        if (auto registered = registered_events_.find(fd); registered != registered_events_.end()) {
             ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+            count_room_wait(registered->second, 0);
+            registered_events_.erase(registered);
         }
         if (it->second->type() == SOCK_STREAM) {
             auto& tcp_socket = static_cast<TcpHostSocket&>(*it->second);
@@ -1449,6 +1475,8 @@ std::string Host::stats_text() const {
         << "caller_sends " << caller_counters_.sends << "\n"
         << "caller_sends_declined " << caller_counters_.sends_declined << "\n"
         << "caller_waits_superseded " << caller_counters_.superseded << "\n"
+        << "caller_turns_host_kept_out " << caller_counters_.turns_host_kept_out << "\n"
+        << "host_thread_lookout_returns " << caller_counters_.lookout_returns << "\n"
         << "spare_pairs_made " << spare_pairs_made_.load() << "\n"
         << "spare_pairs_taken " << spare_pairs_taken_.load() << "\n"
         << "retired_fds_closed " << retired_fds_closed_.load() << "\n";

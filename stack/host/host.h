@@ -149,6 +149,17 @@ public:
     // if that was the last copy, the hang-up is handled on this thread
     // (the FIN leaves now) instead of waking the host thread for it.
     int caller_close(int app_fd, const std::function<int()>& close_fd);
+    // An app thread about to block outside the loop (the program's poll,
+    // select or epoll_wait; a blocking call on an app end that no caller
+    // pass serves): the host thread must watch the inner set meanwhile.
+    // Lock-free on the way in unless the host thread is out (then a
+    // try-lock); safe in a signal handler. Pair every begin with an end.
+    void outside_wait_begin();
+    void outside_wait_end() { outside_waiters_.fetch_sub(1); }
+    // Whether some host end waits for room in its pair (the app has not
+    // read what the host wrote): a read the app makes outside the loop
+    // then gives the host work, and the host thread must see it.
+    bool host_ends_wait_for_room() const { return host_ends_waiting_for_room_.load(std::memory_order_relaxed) > 0; }
 
 private:
     struct ControlConnection {
@@ -171,14 +182,24 @@ private:
     static constexpr uint64_t tag_caller_kick = 7;
     static constexpr uint64_t tag_watchdog = 8;  // outer set only
     static constexpr uint64_t tag_spares = 9;    // outer set only
+    static constexpr uint64_t tag_lookout = 10;  // outer set only
 
     void log(LogLevel level, const std::string& message) const;
     // One epoll event of the inner set: what the loop does about it.
     // read_device is set when the device must be read (readable, timer).
     void handle_event(const epoll_event& event, Instant now, bool& read_device);
     // The host thread waits on outer_epoll_fd_ (inproc): enables or
-    // disables its one entry, the inner set.
+    // disables its one entry, the inner set. Under loop_mutex_.
     void set_host_thread_watch(bool enabled);
+    // The end of an app thread's turn at the loop (under loop_mutex_):
+    // the host thread stays out while the program keeps coming back (see
+    // host_caller.cpp, "the host thread comes back lazily"); the lookout
+    // timer brings it back once the program stopped, and at once if a
+    // thread waits outside the loop.
+    void end_app_turn();
+    // The host thread, on the lookout timer (takes loop_mutex_ if free).
+    void lookout_tick();
+    void arm_lookout(bool on);
     // The host thread, woken while a caller waits: takes the loop back if
     // the program stops or the caller stopped working it. Returns whether.
     bool supersede_stuck_caller();
@@ -277,6 +298,19 @@ private:
     static constexpr Duration caller_watchdog_interval = Duration::from_millis(100);
     void arm_watchdog(bool on);
     std::atomic<bool> caller_waiting_flag_{false};  // caller_waiting_, for wake_caller() without the lock
+    // Whether the inner set's entry in the outer set is enabled (written
+    // under loop_mutex_, read without it by outside_wait_begin).
+    std::atomic<bool> host_watching_{true};
+    std::atomic<int> outside_waiters_{0};  // threads between outside_wait_begin and _end
+    // timerfd in the outer set, periodic while the host thread stays out
+    // lazily; the app turns ended by the last tick (under loop_mutex_).
+    int lookout_fd_ = -1;
+    bool lookout_armed_ = false;
+    uint64_t app_turns_ = 0;
+    uint64_t lookout_seen_turns_ = 0;
+    uint64_t inner_passes_ = 0;  // caller passes over the inner set's events (caller_pass)
+    uint64_t lookout_seen_passes_ = 0;
+    static constexpr Duration lookout_interval = Duration::from_millis(2);
     // Who worked the loop (`ustackctl stats`): passes of the host thread,
     // its wake-ups that found a caller at work, and the callers' share.
     struct CallerCounters {
@@ -288,6 +322,8 @@ private:
         uint64_t sends = 0;
         uint64_t sends_declined = 0;
         uint64_t superseded = 0;
+        uint64_t turns_host_kept_out = 0;  // app turns that ended without re-enabling the host thread
+        uint64_t lookout_returns = 0;      // the host thread came back on its lookout timer
     };
     CallerCounters caller_counters_;
     // The calling process as a control connection (caller_call): made on
@@ -310,6 +346,8 @@ private:
     std::unordered_map<int, ControlConnection> connections_;       // by fd
     std::unordered_map<int, std::unique_ptr<HostSocket>> sockets_;  // by host end fd
     std::unordered_map<int, uint32_t> registered_events_;          // host end fd → epoll mask
+    std::atomic<int> host_ends_waiting_for_room_{0};  // registered with EPOLLOUT (host_ends_wait_for_room)
+    void count_room_wait(uint32_t was, uint32_t now);
     std::unordered_map<ino_t, int> by_app_inode_;                   // app end inode → host end fd
     std::unordered_map<int, ino_t> app_inode_of_;                   // host end fd → app end inode
     UnixLiveness liveness_;  // is an app end's inode still open (app_end_alive)

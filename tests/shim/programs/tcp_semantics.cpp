@@ -19,6 +19,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -1085,6 +1086,45 @@ void set_rcvtimeo_ms(int fd, int ms) {
     CHECK(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0, "SO_RCVTIMEO");
 }
 
+// An inproc host's thread stays out of the loop after a call while the
+// program keeps calling (Host::end_app_turn). A program that then waits
+// where the shim cannot see it (a raw ppoll) still gets its bytes: the
+// lookout timer brings the host thread back. One that waits in poll()
+// brings it back itself, at once: the lookout never has to.
+void lazy_host_return() {
+    const pid_t peer = kernel_peer("delayed-echo", "1");
+    const int fd = connect_to(g_kernel, g_port);
+    write_all(fd, "a", 1);
+    const int64_t start = now_ms();
+    pollfd p{fd, POLLIN, 0};
+    timespec limit{5, 0};
+    const long ready = ::syscall(SYS_ppoll, &p, 1, &limit, nullptr, sizeof(uint64_t));
+    const int64_t waited = now_ms() - start;
+    CHECK(ready == 1, "a raw ppoll saw the echo");
+    CHECK(waited < 1500, "the echo came after " + std::to_string(waited) + " ms, not ~300");
+    CHECK(read_exact(fd, 1) == "a", "the first echo");
+    const long before = inproc_host_stat("host_thread_lookout_returns");
+    for (int i = 0; i < 5; ++i) {
+        // The host thread took the last echo: once it is back asleep, the
+        // write goes out on this thread (a turn), not through the pair.
+        ::usleep(50000);
+        write_all(fd, "b", 1);
+        pollfd q{fd, POLLIN, 0};
+        CHECK(::poll(&q, 1, 5000) == 1, "poll saw the echo");
+        CHECK(read_exact(fd, 1) == "b", "an echo after poll");
+    }
+    const long after = inproc_host_stat("host_thread_lookout_returns");
+    // A descheduling between a write and its poll (2 ms) may let the
+    // lookout come first now and then; without poll() bringing the host
+    // thread back, it would come back on the lookout every time.
+    CHECK(before < 0 || after - before <= 2,
+          "poll() brought the host thread back itself (lookout returns " + std::to_string(after - before) + " of 5)");
+    CHECK(::shutdown(fd, SHUT_WR) == 0, "shutdown");
+    CHECK(read_to_eof(fd).empty(), "EOF after the peer's close");
+    ::close(fd);
+    expect_peer_ok(peer, "the delayed echo saw our FIN");
+}
+
 void blocking_waits() {
     const pid_t peer = kernel_peer("delayed-echo", "3");
     const int a = connect_to(g_kernel, g_port);
@@ -1350,7 +1390,7 @@ const Scenario scenarios[] = {
     {"close-unread", close_unread},     {"fork-accept", fork_accept},     {"daemonize", daemonize},
     {"sigkill", sigkill},               {"exec-keeps", exec_keeps},       {"dual-stack", dual_stack},
     {"exit-without-close", exit_without_close}, {"flags-before-swap", flags_before_swap},
-    {"fork-then-connect", fork_then_connect},
+    {"fork-then-connect", fork_then_connect}, {"lazy-host-return", lazy_host_return},
     {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
     {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},      {"atexit-send", atexit_send},
 };
