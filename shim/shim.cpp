@@ -355,6 +355,7 @@ int start_inproc_host(std::string* message) {
     });
     ::pthread_sigmask(SIG_SETMASK, &program_mask, nullptr);
     inproc = p;
+    inproc_host_elsewhere = false;  // after: a forked child's own host is ours now, the parent's never was
     return 0;
 }
 
@@ -960,6 +961,7 @@ bool wait_on_this_thread(host::Host& h, int fd, int timeout_option, int timeout_
             // host sees the hang-up then. errno stays the wait's.
             const int saved = errno;
             real.close(fd);
+            host_must_look();  // the app's close() left the hang-up to this wait
             errno = saved;
         }
     };
@@ -2189,6 +2191,8 @@ ssize_t shim_recvmsg(int fd, msghdr* msg, int flags) {
 int shim_recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* timeout) {
     FdEntry* e = vec == nullptr ? nullptr : udp_entry_classify(fd);
     if (e == nullptr) {
+        // A TCP app end read this way blocks outside any caller's turn.
+        const OutsideLoopWait wait((flags & MSG_DONTWAIT) == 0 && ustack_entry(fd) != nullptr);
         return real.recvmmsg(fd, vec, vlen, flags, timeout);
     }
     unsigned int got = 0;

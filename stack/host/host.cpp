@@ -405,7 +405,7 @@ void Host::run() {
         now = monotonic_now();
         check_half_closed_if_due(now);
         after_activity(now, read_device);
-        if (outer_epoll_fd_ >= 0 && outside_waiters_.load() > 0 && !caller_waiting_) {
+        if (outer_epoll_fd_ >= 0 && !caller_waiting_ && (outside_waiters_.load() > 0 || look_wanted_.exchange(false))) {
             set_host_thread_watch(true);  // one came while we held the loop (outside_wait_begin)
         }
 

@@ -302,6 +302,7 @@ private:
     // under loop_mutex_, read without it by outside_wait_begin).
     std::atomic<bool> host_watching_{true};
     std::atomic<int> outside_waiters_{0};  // threads between outside_wait_begin and _end
+    std::atomic<bool> look_wanted_{false};  // an outside wait found the host thread out
     // timerfd in the outer set, periodic while the host thread stays out
     // lazily; the app turns ended by the last tick (under loop_mutex_).
     int lookout_fd_ = -1;
@@ -337,7 +338,8 @@ private:
     bool lend_loop();
     // A pass over what became ready on the inner set, on this thread,
     // without waiting (what the host thread would do on being woken).
-    void pass_without_waiting();
+    // Returns whether anything was.
+    bool pass_without_waiting();
     // One loop pass over events a caller took from the inner set; a stop
     // request is left for the host thread. Returns whether there was one.
     bool caller_pass(const epoll_event* events, int n);

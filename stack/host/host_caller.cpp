@@ -131,7 +131,7 @@ bool Host::lend_loop() {
 
 void Host::end_app_turn() {
     ++app_turns_;
-    if (outside_waiters_.load() > 0 || stop_requested_.load() != 0) {
+    if (outside_waiters_.load() > 0 || look_wanted_.exchange(false) || stop_requested_.load() != 0) {
         set_host_thread_watch(true);
         return;
     }
@@ -156,9 +156,13 @@ void Host::lookout_tick() {
         return;
     }
     if (caller_waiting_) {
-        return;  // that caller works the loop (and the watchdog watches it)
+        // That caller works the loop (and the watchdog watches it); its
+        // wait's end arms the lookout again.
+        arm_lookout(false);
+        return;
     }
-    if (outside_waiters_.load() > 0 || app_turns_ == lookout_seen_turns_ || stop_requested_.load() != 0) {
+    if (outside_waiters_.load() > 0 || look_wanted_.exchange(false) || app_turns_ == lookout_seen_turns_ ||
+        stop_requested_.load() != 0) {
         ++caller_counters_.lookout_returns;
         set_host_thread_watch(true);  // whatever is ready wakes this thread now
         arm_lookout(false);
@@ -168,9 +172,14 @@ void Host::lookout_tick() {
     // The program keeps calling, but its calls may all be sends, which
     // look at the device and the engine only: the rest of the inner set
     // (hang-ups, control connections, other sockets' pairs) gets one pass
-    // per interval in which no caller made one.
-    if (inner_passes_ == lookout_seen_passes_) {
-        pass_without_waiting();
+    // per interval in which no caller made one. If that pass found work,
+    // the calls are not keeping up with the inner set (a program polling
+    // with a zero timeout and reading with MSG_DONTWAIT, say): the host
+    // thread comes back.
+    if (inner_passes_ == lookout_seen_passes_ && pass_without_waiting()) {
+        ++caller_counters_.lookout_returns;
+        set_host_thread_watch(true);
+        arm_lookout(false);
     }
     lookout_seen_passes_ = inner_passes_;
 }
@@ -193,6 +202,10 @@ void Host::outside_wait_begin() {
     if (outer_epoll_fd_ < 0 || host_watching_.load()) {
         return;
     }
+    // Sticky, for a short wait (host_must_look in the shim) that is over
+    // before the lock's holder ends its turn: that turn's end, or the
+    // next lookout tick, sees it.
+    look_wanted_.store(true);
     // Whoever holds the loop now enables the entry when its turn ends
     // (end_app_turn sees this thread counted), or the next lookout tick
     // does: never wait for the lock here. Signals are held so that a
@@ -206,12 +219,13 @@ void Host::outside_wait_begin() {
     }
 }
 
-void Host::pass_without_waiting() {
+bool Host::pass_without_waiting() {
     epoll_event events[64];
     const int n = ::epoll_wait(epoll_fd_, events, 64, 0);
     if (n > 0) {
         (void)caller_pass(events, n);
     }
+    return n > 0;
 }
 
 std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string* text, int* fd_out) {

@@ -1104,6 +1104,7 @@ void lazy_host_return() {
     CHECK(waited < 1500, "the echo came after " + std::to_string(waited) + " ms, not ~300");
     CHECK(read_exact(fd, 1) == "a", "the first echo");
     const long before = inproc_host_stat("host_thread_lookout_returns");
+    const long sends_before = inproc_host_stat("caller_sends");
     for (int i = 0; i < 5; ++i) {
         // The host thread took the last echo: once it is back asleep, the
         // write goes out on this thread (a turn), not through the pair.
@@ -1114,6 +1115,10 @@ void lazy_host_return() {
         CHECK(read_exact(fd, 1) == "b", "an echo after poll");
     }
     const long after = inproc_host_stat("host_thread_lookout_returns");
+    // Writes that went through the pair would bring the host thread back
+    // themselves, and prove nothing about poll().
+    CHECK(sends_before < 0 || inproc_host_stat("caller_sends") - sends_before >= 3,
+          "the writes went out on this thread (caller_sends)");
     // A descheduling between a write and its poll (2 ms) may let the
     // lookout come first now and then; without poll() bringing the host
     // thread back, it would come back on the lookout every time.
