@@ -5,10 +5,13 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -68,6 +71,131 @@ std::vector<sock_filter> destination_filter(wire::MacAddress mac) {
 }
 
 }  // namespace
+
+// The receive ring as mapped into our address space. Slot i sits at
+// block i / slots_per_block, offset (i % slots_per_block) * slot_size (the
+// kernel's packet_lookup_frame); it starts with a tpacket2_hdr, then the
+// sockaddr_ll, then (tp_mac) the frame, preceded by its virtio-net header.
+struct PacketDevice::RxRing {
+    uint8_t* base = nullptr;
+    size_t length = 0;  // bytes mapped
+    size_t block_size = 0;
+    size_t slot_size = 0;
+    size_t slots_per_block = 0;
+    size_t slots = 0;
+    // The slot the kernel fills after the last one we took, and the slots
+    // of the last batch, lent to the stack until the next fill_queue().
+    size_t next = 0;
+    size_t lent_first = 0;
+    size_t lent = 0;
+
+    // Maps a TPACKET_V2 receive ring of about `bytes` on `fd` (not bound
+    // yet); nullptr when the kernel refuses a step, leaving the socket
+    // without a ring (an error only if the ring it made cannot be undone).
+    static DeviceResult<std::unique_ptr<RxRing>> map(int fd, size_t mtu, bool vnet_header, size_t bytes);
+
+    RxRing() = default;
+    RxRing(const RxRing&) = delete;
+    RxRing& operator=(const RxRing&) = delete;
+    ~RxRing() {
+        if (base != nullptr) {
+            ::munmap(base, length);
+        }
+    }
+
+    uint8_t* slot(size_t i) const {
+        return base + (i / slots_per_block) * block_size + (i % slots_per_block) * slot_size;
+    }
+    // The kernel writes the frame, then tp_status with a barrier between:
+    // acquire here makes the frame visible once TP_STATUS_USER is.
+    static uint32_t status(uint8_t* slot) {
+        return std::atomic_ref<uint32_t>(reinterpret_cast<tpacket2_hdr*>(slot)->tp_status)
+            .load(std::memory_order_acquire);
+    }
+    // Gives the last batch's slots back. Release: the stack's reads (and
+    // writes: a completed checksum) of them are done before the kernel may
+    // overwrite them.
+    void give_back() {
+        for (size_t k = 0; k < lent; ++k) {
+            uint8_t* s = slot((lent_first + k) % slots);
+            std::atomic_ref<uint32_t>(reinterpret_cast<tpacket2_hdr*>(s)->tp_status)
+                .store(TP_STATUS_KERNEL, std::memory_order_release);
+        }
+        lent_first = next;
+        lent = 0;
+    }
+};
+
+// What the kernel says about a frame besides its bytes: the aux data of
+// recvmsg(), or the same fields in the frame's ring slot.
+struct PacketDevice::FrameMeta {
+    uint8_t pkttype = PACKET_HOST;  // sockaddr_ll
+    uint32_t status = 0;            // TP_STATUS_*
+    uint16_t vlan_tci = 0;
+};
+
+namespace {
+
+// Ring slots hold a frame of the interface's MTU after the headers the
+// kernel puts first (tpacket_rcv: the frame's network header lands at
+// TPACKET_ALIGN(tp_hdrlen + link header) + virtio-net header). A longer
+// frame arrives through the socket queue, so the slot need not hold a
+// 64 KiB super-frame: 2500 MTU-sized slots take the memory of 64 large ones.
+size_t ring_slot_size(size_t mtu, bool vnet_header) {
+    constexpr size_t link_header = ethernet_header_len + 4;  // an in-band 802.1Q tag
+    const size_t before_l3 = TPACKET_ALIGN(TPACKET2_HDRLEN + link_header) + (vnet_header ? VirtioNetHdr::size : 0);
+    return TPACKET_ALIGN(before_l3 + mtu);
+}
+
+}  // namespace
+
+// Slots are MTU-sized (ring_slot_size). Blocks are a power-of-two number
+// of pages holding at least 8 slots: the kernel allocates each block as a
+// power-of-two run of pages, so any other size wastes the rest, and 8 slots
+// leave little of a block unused. PACKET_VNET_HDR must be set before: the
+// kernel refuses to change it once a ring exists.
+DeviceResult<std::unique_ptr<PacketDevice::RxRing>> PacketDevice::RxRing::map(int fd, size_t mtu, bool vnet_header,
+                                                                               size_t bytes) {
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    auto ring = std::make_unique<RxRing>();
+    ring->slot_size = ring_slot_size(mtu, vnet_header);
+    ring->block_size = std::bit_ceil(std::max(ring->slot_size * 8, page));
+    ring->slots_per_block = ring->block_size / ring->slot_size;
+    const size_t blocks = std::max<size_t>(bytes / ring->block_size, 1);
+    ring->slots = blocks * ring->slots_per_block;
+    ring->length = blocks * ring->block_size;
+    if (ring->block_size > UINT32_MAX || ring->slots > UINT32_MAX) {
+        return std::unique_ptr<RxRing>();
+    }
+    // V2 before the ring (the version fixes the slot header); a frame
+    // longer than a slot is then also queued whole on the socket (any
+    // non-zero threshold: the kernel only tests it).
+    const int version = TPACKET_V2;
+    const int copy_thresh = 1;
+    tpacket_req req{};
+    req.tp_block_size = static_cast<unsigned>(ring->block_size);
+    req.tp_block_nr = static_cast<unsigned>(blocks);
+    req.tp_frame_size = static_cast<unsigned>(ring->slot_size);
+    req.tp_frame_nr = static_cast<unsigned>(ring->slots);
+    if (::setsockopt(fd, SOL_PACKET, PACKET_VERSION, &version, sizeof version) < 0 ||
+        ::setsockopt(fd, SOL_PACKET, PACKET_COPY_THRESH, &copy_thresh, sizeof copy_thresh) < 0 ||
+        ::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+        return std::unique_ptr<RxRing>();
+    }
+    void* base = ::mmap(nullptr, ring->length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) {
+        // Back to recvmsg: an empty request frees the ring (unmapped, so
+        // the kernel lets it go). Kept, it would take every frame.
+        const int err = errno;
+        tpacket_req none{};
+        if (::setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &none, sizeof none) < 0) {
+            return device_fail(errno, std::string("mmap of the AF_PACKET receive ring: ") + std::strerror(err));
+        }
+        return std::unique_ptr<RxRing>();
+    }
+    ring->base = static_cast<uint8_t*>(base);
+    return ring;
+}
 
 struct PacketDevice::RxBatch {
     struct Slot {
@@ -166,6 +294,17 @@ DeviceResult<std::unique_ptr<PacketDevice>> PacketDevice::open(const std::string
     if (options.offloads) {
         vnet_header = ::setsockopt(fd.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) == 0;
     }
+    // The ring after PACKET_VNET_HDR (fixed once a ring exists), before
+    // bind() (no frame is queued to the socket in between).
+    std::unique_ptr<RxRing> ring;
+    if (options.rx_ring_bytes > 0) {
+        auto mapped = RxRing::map(fd.get(), info->mtu, vnet_header, options.rx_ring_bytes);
+        if (!mapped) {
+            return Unexpected<DeviceError>{DeviceError{mapped.error().error, "AF_PACKET on " + ifname + ": " +
+                                                                                 mapped.error().message}};
+        }
+        ring = std::move(*mapped);
+    }
     if (options.socket_rcvbuf > 0) {
         const int size = static_cast<int>(std::min<size_t>(options.socket_rcvbuf, 1 << 30));
         // FORCE passes rmem_max (needs CAP_NET_ADMIN); without it the
@@ -217,11 +356,12 @@ DeviceResult<std::unique_ptr<PacketDevice>> PacketDevice::open(const std::string
     }
     return std::unique_ptr<PacketDevice>(
         new PacketDevice(fd.release(), ifname, mac, info->kernel_mac, info->mtu, options, ignore_outgoing,
-                         vnet_header));
+                         vnet_header, std::move(ring)));
 }
 
 PacketDevice::PacketDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
-                           const PacketOptions& options, bool ignore_outgoing, bool vnet_header)
+                           const PacketOptions& options, bool ignore_outgoing, bool vnet_header,
+                           std::unique_ptr<RxRing> ring)
     : fd_(fd),
       name_(std::move(name)),
       mac_(mac),
@@ -230,7 +370,8 @@ PacketDevice::PacketDevice(int fd, std::string name, wire::MacAddress mac, wire:
       ignore_outgoing_(ignore_outgoing),
       vnet_header_(vnet_header),
       gso_(vnet_header ? std::make_unique<GsoCoalescer>(VirtioNetHdr::size) : nullptr),
-      rx_(std::make_unique<RxBatch>()) {
+      rx_(std::make_unique<RxBatch>()),
+      ring_(std::move(ring)) {
     const size_t frame_len = std::max(options.max_frame_len, mtu + ethernet_header_len + 4) +
                              (vnet_header ? VirtioNetHdr::size : 0);
     rx_->slots.resize(std::max<size_t>(options.batch, 1));
@@ -240,7 +381,10 @@ PacketDevice::PacketDevice(int fd, std::string name, wire::MacAddress mac, wire:
     }
 }
 
-PacketDevice::~PacketDevice() { ::close(fd_); }
+PacketDevice::~PacketDevice() {
+    ring_.reset();  // munmap
+    ::close(fd_);
+}
 
 uint64_t PacketDevice::kernel_drops() {
     tpacket_stats stats{};
@@ -308,7 +452,106 @@ std::optional<RxFrame> PacketDevice::receive_view(Instant) {
 
 std::optional<Frame> PacketDevice::receive(Instant now) { return owned_copy(receive_view(now)); }
 
-bool PacketDevice::fill_queue() {
+bool PacketDevice::fill_queue() { return ring_ ? fill_from_ring() : fill_from_socket(); }
+
+// The frames the kernel handed over since the last batch, lent to the
+// stack in place: up to a batch (which bounds the copies read into the
+// batch buffers) and half the ring (the kernel keeps room, and a batch
+// never wraps onto its own slots). The previous batch's slots go back
+// first: the stack is done with them (the queue is empty).
+//
+// No wakeup is lost, and none is left over: the kernel's poll reports the
+// socket readable while the slot before its head (the last it filled) is
+// not TP_STATUS_KERNEL. We take and give back slots in ring order, so when
+// a look stops at an empty slot right after giving everything back, the
+// slot before the head is ours again: not readable, and epoll, level-
+// triggered, stops reporting it; a frame filled after the look makes it
+// readable (and wakes epoll). A look that stops at a full batch leaves
+// the last filled slot TP_STATUS_USER: still readable.
+bool PacketDevice::fill_from_ring() {
+    RxRing& ring = *ring_;
+    ring.give_back();
+    size_t copies = 0;
+    const size_t batch = std::max<size_t>(std::min(rx_->slots.size(), ring.slots / 2), 1);
+    while (ring.lent < batch) {
+        uint8_t* slot = ring.slot(ring.next);
+        const uint32_t status = RxRing::status(slot);
+        // TP_STATUS_USER is set in every slot the kernel filled. A slot
+        // it is still filling while it fills the next one (two CPUs) stops
+        // us here; the next look finds both.
+        if ((status & TP_STATUS_USER) == 0) {
+            break;
+        }
+        ring.next = (ring.next + 1) % ring.slots;
+        ++ring.lent;
+        take_ring_slot(slot, status, copies);
+    }
+    return ring.lent > 0;
+}
+
+void PacketDevice::take_ring_slot(uint8_t* slot, uint32_t status, size_t& copies) {
+    const auto* header = reinterpret_cast<const tpacket2_hdr*>(slot);
+    const auto* from = reinterpret_cast<const sockaddr_ll*>(slot + TPACKET_ALIGN(sizeof(tpacket2_hdr)));
+    const FrameMeta meta{from->sll_pkttype, status, header->tp_vlan_tci};
+    const size_t vnet = vnet_header_ ? VirtioNetHdr::size : 0;
+    if ((status & TP_STATUS_COPY) != 0) {
+        // Longer than a slot: the kernel queued the whole frame on the
+        // socket too, in ring order. Read it even if the frame is then
+        // filtered, or the next copied slot would get this frame.
+        if (std::optional<std::span<uint8_t>> whole = read_copy(copies++, header->tp_len)) {
+            ++rx_copied_;
+            accept_frame(*whole, meta);
+        }
+        return;
+    }
+    if (header->tp_snaplen < header->tp_len) {
+        // Longer than a slot, and no copy: the socket buffer was full (a
+        // drop for want of room), unless the frame is too long anyway.
+        if (header->tp_len + vnet > rx_->slots.front().buffer.size()) {
+            ++rx_truncated_;
+        } else {
+            ++kernel_drops_;
+        }
+        return;
+    }
+    // The virtio-net header sits right before the frame (tpacket_rcv:
+    // h.raw + macoff - sizeof(struct virtio_net_hdr)).
+    if (header->tp_mac < vnet || header->tp_mac + size_t{header->tp_snaplen} > ring_->slot_size) {
+        ++rx_filtered_;  // not what the kernel writes
+        return;
+    }
+    accept_frame(std::span<uint8_t>(slot + header->tp_mac - vnet, header->tp_snaplen + vnet), meta);
+}
+
+std::optional<std::span<uint8_t>> PacketDevice::read_copy(size_t index, uint32_t frame_len) {
+    std::vector<uint8_t>& buffer = rx_->slots[index].buffer;
+    iovec iov{buffer.data(), buffer.size()};
+    msghdr h{};
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    ssize_t n = -1;
+    // A pending socket error (ENETDOWN) comes before the frame, and reading
+    // it clears it: one more try. EINVAL: the kernel could not describe
+    // the frame in a virtio-net header and dropped it (it did not for its
+    // ring slot, so this does not happen; the queue stays in step anyway).
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        do {
+            n = ::recvmsg(fd_, &h, MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+        if (n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINVAL) {
+            break;
+        }
+        last_error_ = errno;
+    }
+    const size_t expected = size_t{frame_len} + (vnet_header_ ? VirtioNetHdr::size : 0);
+    if (n < 0 || (h.msg_flags & MSG_TRUNC) != 0 || static_cast<size_t>(n) != expected) {
+        ++rx_truncated_;  // longer than max_frame_len (or lost)
+        return std::nullopt;
+    }
+    return std::span<uint8_t>(buffer.data(), expected);
+}
+
+bool PacketDevice::fill_from_socket() {
     std::vector<RxBatch::Slot>& slots = rx_->slots;
     std::vector<mmsghdr>& messages = rx_->messages;
     for (size_t i = 0; i < slots.size(); ++i) {
@@ -343,68 +586,70 @@ bool PacketDevice::fill_queue() {
     for (int i = 0; i < got; ++i) {
         RxBatch::Slot& slot = slots[static_cast<size_t>(i)];
         const msghdr& h = messages[static_cast<size_t>(i)].msg_hdr;
-        size_t len = messages[static_cast<size_t>(i)].msg_len;
         if ((h.msg_flags & MSG_TRUNC) != 0) {
             ++rx_truncated_;
             continue;
         }
-        // With PACKET_VNET_HDR the frame follows its virtio-net header.
-        std::optional<VirtioNetHdr> vnet;
-        size_t skip = 0;
-        if (vnet_header_) {
-            vnet = VirtioNetHdr::decode(std::span<const uint8_t>(slot.buffer.data(), len));
-            if (!vnet) {
-                ++rx_filtered_;
-                continue;
-            }
-            skip = VirtioNetHdr::size;
-            len -= skip;
-        }
-        if (slot.from.sll_pkttype == PACKET_OUTGOING || len < ethernet_header_len) {
-            ++rx_filtered_;
-            continue;
-        }
-        wire::MacAddress dst;
-        std::copy_n(slot.buffer.begin() + static_cast<long>(skip), dst.bytes.size(), dst.bytes.begin());
-        if (dst != mac_ && !dst.is_multicast()) {
-            ++rx_filtered_;  // only if the BPF filter let it through (it should not)
-            continue;
-        }
-        bool checksum_partial = false;
-        bool vlan_tagged = false;
+        FrameMeta meta{slot.from.sll_pkttype, 0, 0};
         for (cmsghdr* c = CMSG_FIRSTHDR(&h); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&h), c)) {
             if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA) {
                 tpacket_auxdata aux;
                 std::memcpy(&aux, CMSG_DATA(c), sizeof aux);
-                checksum_partial = (aux.tp_status & TP_STATUS_CSUMNOTREADY) != 0;
-                vlan_tagged = (aux.tp_status & TP_STATUS_VLAN_VALID) != 0 && (aux.tp_vlan_tci & 0x0fff) != 0;  // VLAN 0: priority tag only
+                meta.status = aux.tp_status;
+                meta.vlan_tci = aux.tp_vlan_tci;
             }
         }
-        if (vlan_tagged) {
-            // The kernel took the 802.1Q tag off; the stack has no VLANs and
-            // must not mistake the frame for one of the untagged link.
-            ++rx_filtered_;
-            continue;
-        }
-        const std::span<uint8_t> bytes(slot.buffer.data() + skip, len);
-        RxFrame frame{bytes, RxChecksum::none, 0, 0};
-        if (vnet && (vnet->is_gso() || vnet->needs_csum() || vnet->data_valid())) {
-            const uint64_t before = stats_.rx_checksums_completed;
-            frame = accept_offloaded(*vnet, bytes, stats_);
-            if (stats_.rx_checksums_completed != before) {
-                ++checksums_completed_;
-            }
-        } else if (checksum_partial && complete_l4_checksum(bytes)) {
-            // No virtio-net header (offloads off): completed and then
-            // verified by the stack, as every frame without one.
-            ++checksums_completed_;
-            ++stats_.rx_checksums_completed;
-        }
-        ++stats_.rx_frames;
-        stats_.rx_bytes += len;
-        rx_queue_.push_back(frame);
+        accept_frame(std::span<uint8_t>(slot.buffer.data(), messages[static_cast<size_t>(i)].msg_len), meta);
     }
     return true;
+}
+
+void PacketDevice::accept_frame(std::span<uint8_t> data, const FrameMeta& meta) {
+    // With PACKET_VNET_HDR the frame follows its virtio-net header.
+    std::optional<VirtioNetHdr> vnet;
+    size_t skip = 0;
+    if (vnet_header_) {
+        vnet = VirtioNetHdr::decode(data);
+        if (!vnet) {
+            ++rx_filtered_;
+            return;
+        }
+        skip = VirtioNetHdr::size;
+    }
+    const std::span<uint8_t> bytes = data.subspan(skip);
+    if (meta.pkttype == PACKET_OUTGOING || bytes.size() < ethernet_header_len) {
+        ++rx_filtered_;
+        return;
+    }
+    wire::MacAddress dst;
+    std::copy_n(bytes.begin(), dst.bytes.size(), dst.bytes.begin());
+    if (dst != mac_ && !dst.is_multicast()) {
+        ++rx_filtered_;  // only if the BPF filter let it through (it should not)
+        return;
+    }
+    // The kernel took the 802.1Q tag off; the stack has no VLANs and must
+    // not mistake the frame for one of the untagged link. VLAN 0: a
+    // priority tag only.
+    if ((meta.status & TP_STATUS_VLAN_VALID) != 0 && (meta.vlan_tci & 0x0fff) != 0) {
+        ++rx_filtered_;
+        return;
+    }
+    RxFrame frame{bytes, RxChecksum::none, 0, 0};
+    if (vnet && (vnet->is_gso() || vnet->needs_csum() || vnet->data_valid())) {
+        const uint64_t before = stats_.rx_checksums_completed;
+        frame = accept_offloaded(*vnet, bytes, stats_);
+        if (stats_.rx_checksums_completed != before) {
+            ++checksums_completed_;
+        }
+    } else if ((meta.status & TP_STATUS_CSUMNOTREADY) != 0 && complete_l4_checksum(bytes)) {
+        // No virtio-net header (offloads off): completed and then
+        // verified by the stack, as every frame without one.
+        ++checksums_completed_;
+        ++stats_.rx_checksums_completed;
+    }
+    ++stats_.rx_frames;
+    stats_.rx_bytes += bytes.size();
+    rx_queue_.push_back(frame);
 }
 
 }  // namespace ustack::netdev

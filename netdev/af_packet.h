@@ -10,8 +10,21 @@
 // multicast/broadcast, PACKET_IGNORE_OUTGOING hides our own sends (with a
 // fallback on sll_pkttype), PACKET_ADD_MEMBERSHIP(PACKET_MR_UNICAST) puts
 // our MAC in the NIC's unicast filter (the kernel turns promiscuity on where
-// the driver has no such filter). Frames are read in batches (recvmmsg) into
-// an internal queue.
+// the driver has no such filter).
+//
+// Receive ring (it replaced recvmmsg() as the way in): frames arrive in a
+// memory-mapped PACKET_RX_RING (TPACKET_V2) shared with the kernel, which
+// copies each into the next free slot and marks it TP_STATUS_USER; we lend
+// the slot to the stack and hand it back (TP_STATUS_KERNEL) at the next
+// read. Why: the stack looks for frames after every send, and usually finds
+// none; with the ring a look is a load of a status word, not a syscall
+// (recvmmsg() finding 0 or 1 frame was ~10 % of the thread's time in a
+// request/response benchmark). Slots are MTU-sized; a longer frame (a GSO
+// super-frame of up to 64 KiB, which a local veth peer sends with or
+// without our offloads) fills its slot only partly and is also queued
+// whole on the socket (PACKET_COPY_THRESH, TP_STATUS_COPY), where one
+// recvmsg() takes it. Where the ring cannot be set up, recvmmsg() batches
+// as before.
 //
 // Offloads (PacketOptions::offloads, on by default): PACKET_VNET_HDR puts a
 // virtio-net header in front of every frame both ways. Received TCP
@@ -42,7 +55,7 @@ struct PacketOptions {
     std::optional<wire::Ipv4Address> stack_address;
     // PACKET_MR_PROMISC instead of PACKET_MR_UNICAST for our MAC.
     bool promiscuous = false;
-    // Frames taken per recvmmsg call.
+    // Frames taken per read (one recvmmsg call, or ring slots lent at once).
     size_t batch = 16;
     // The socket's receive buffer (SO_RCVBUFFORCE, else SO_RCVBUF capped
     // by net.core.rmem_max): frames the kernel hands over while the stack
@@ -56,6 +69,11 @@ struct PacketOptions {
     // PACKET_VNET_HDR with GSO both ways (see above). When the kernel
     // refuses it the device works without, as if false.
     bool offloads = true;
+    // Size of the receive ring (rounded down to whole blocks of slots):
+    // like socket_rcvbuf, what frames the kernel hands over while the stack
+    // is busy can wait in; the default holds ~2500 MTU-sized frames. 0: no
+    // ring, recvmmsg() (the fallback when the kernel refuses the ring).
+    size_t rx_ring_bytes = 4 << 20;
 };
 
 class PacketDevice final : public NetDev {
@@ -76,8 +94,8 @@ public:
     void flush(Instant now) override;
     bool has_pending_tx() const override { return gso_ && !gso_->empty(); }
     // receive() returns a copy with every checksum complete; receive_view()
-    // lends the frame in the batch buffer recvmmsg() filled, with a partial
-    // checksum left partial.
+    // lends the frame where the kernel put it (its ring slot, or the batch
+    // buffer recvmsg() filled), with a partial checksum left partial.
     std::optional<Frame> receive(Instant now) override;
     std::optional<RxFrame> receive_view(Instant now) override;
     int poll_fd() const override { return fd_; }
@@ -94,30 +112,49 @@ public:
     // Frames skipped: our own sends, frames for other MACs, VLAN-tagged.
     uint64_t rx_filtered() const { return rx_filtered_; }
     // Frames lost before we saw them whole: longer than max_frame_len, or
-    // (offloads) a GSO kind the virtio-net header cannot describe.
+    // (offloads, recvmmsg only) a GSO kind the virtio-net header cannot
+    // describe. With the ring the kernel drops the latter itself and counts
+    // it in kernel_drops().
     uint64_t rx_truncated() const { return rx_truncated_; }
+    // Whether frames come through the memory-mapped ring (else recvmmsg).
+    bool rx_ring() const { return ring_ != nullptr; }
+    // Frames longer than a ring slot, read whole from the socket queue.
+    uint64_t rx_copied() const { return rx_copied_; }
     // Whether the kernel hides our own sends (PACKET_IGNORE_OUTGOING, 4.20+).
     bool ignores_outgoing() const { return ignore_outgoing_; }
-    // Frames the kernel dropped because our socket buffer was full
-    // (PACKET_STATISTICS tp_drops, accumulated: the kernel resets its
-    // counter on every read).
+    // Frames the kernel dropped because our socket buffer (or ring) was
+    // full (PACKET_STATISTICS tp_drops, accumulated: the kernel resets its
+    // counter on every read), and, with the ring, frames longer than a slot
+    // whose whole copy found the socket buffer full.
     uint64_t kernel_drops();
     int last_error() const { return last_error_; }
     // Whether frames carry a virtio-net header (PACKET_VNET_HDR took).
     bool vnet_header() const { return vnet_header_; }
 
 private:
+    struct RxBatch;    // recvmmsg buffers, defined in the .cpp
+    struct RxRing;     // the mapped receive ring, defined in the .cpp
+    struct FrameMeta;  // what the kernel says about a frame besides its bytes
+
     PacketDevice(int fd, std::string name, wire::MacAddress mac, wire::MacAddress kernel_mac, size_t mtu,
-                 const PacketOptions& options, bool ignore_outgoing, bool vnet_header);
+                 const PacketOptions& options, bool ignore_outgoing, bool vnet_header, std::unique_ptr<RxRing> ring);
     // One send of `header` (may be empty) then `frame`; counts `frames`
     // segments in the stats.
     bool send_out(std::span<const uint8_t> header, std::span<const uint8_t> frame, size_t frames);
-    // Reads one batch into rx_queue_ (views of the batch buffers, which the
-    // next batch overwrites: called only once the queue is empty); false
-    // when nothing was waiting.
+    // Reads one batch into rx_queue_ (views of ring slots or batch buffers,
+    // which the next batch reuses: called only once the queue is empty);
+    // false when nothing was waiting.
     bool fill_queue();
-
-    struct RxBatch;  // recvmmsg buffers, defined in the .cpp
+    bool fill_from_ring();
+    bool fill_from_socket();
+    // One ring slot the kernel handed over.
+    void take_ring_slot(uint8_t* slot, uint32_t status, size_t& copies);
+    // The whole of a frame longer than its slot, from the socket queue into
+    // batch buffer `index`: virtio-net header (if any) and frame.
+    std::optional<std::span<uint8_t>> read_copy(size_t index, uint32_t frame_len);
+    // Filters one frame (`data`: virtio-net header, if any, then the frame)
+    // and queues it for the stack.
+    void accept_frame(std::span<uint8_t> data, const FrameMeta& meta);
 
     int fd_;
     std::string name_;
@@ -128,11 +165,13 @@ private:
     bool vnet_header_;
     std::unique_ptr<GsoCoalescer> gso_;  // set when vnet_header_
     std::unique_ptr<RxBatch> rx_;
+    std::unique_ptr<RxRing> ring_;  // null: recvmmsg
     std::deque<RxFrame> rx_queue_;
     DeviceStats stats_;
     uint64_t checksums_completed_ = 0;
     uint64_t rx_filtered_ = 0;
     uint64_t rx_truncated_ = 0;
+    uint64_t rx_copied_ = 0;
     uint64_t kernel_drops_ = 0;
     int last_error_ = 0;
 };
