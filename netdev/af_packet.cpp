@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +31,10 @@ namespace {
 constexpr size_t ethernet_header_len = wire::EthernetRepr::header_len;
 constexpr uint8_t ip_proto_tcp = 6;
 constexpr uint8_t ip_proto_udp = 17;
+// How often a look that finds the ring empty may check whether it is
+// wedged (one getsockopt): rarely enough to cost nothing on the stack's
+// looks after every send, often enough that a wedge costs little.
+constexpr Duration ring_check_interval = Duration::from_millis(200);
 
 class FdGuard {
 public:
@@ -97,10 +102,22 @@ struct PacketDevice::RxRing {
     RxRing() = default;
     RxRing(const RxRing&) = delete;
     RxRing& operator=(const RxRing&) = delete;
-    ~RxRing() {
+    ~RxRing() { unmap(); }
+
+    void unmap() {
         if (base != nullptr) {
             ::munmap(base, length);
+            base = nullptr;
         }
+    }
+    // Maps the ring the socket has again (after unmap()).
+    bool remap(int fd) {
+        void* mapped = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (mapped == MAP_FAILED) {
+            return false;
+        }
+        base = static_cast<uint8_t*>(mapped);
+        return true;
     }
 
     uint8_t* slot(size_t i) const {
@@ -206,7 +223,39 @@ struct PacketDevice::RxBatch {
     };
     std::vector<Slot> slots;
     std::vector<mmsghdr> messages;
+    // A copy read from the socket for a later ring slot than the one that
+    // read it (that one's copy was gone): kept until its slot comes.
+    std::vector<uint8_t> stash;
+    size_t stash_len = 0;  // the copy's whole length (may exceed the buffer)
+    std::optional<uint64_t> stash_seq;  // its slot's ring_seq_
 };
+
+bool ring_with_vnet_header_ok(std::string_view release) {
+    // "6.1.0-18-amd64", "6.18.44-fc-v1272", "5.10.0": major.minor first.
+    auto number = [&release]() -> std::optional<unsigned> {
+        size_t digits = 0;
+        unsigned value = 0;
+        while (digits < release.size() && digits < 6 && release[digits] >= '0' && release[digits] <= '9') {
+            value = value * 10 + static_cast<unsigned>(release[digits] - '0');
+            ++digits;
+        }
+        if (digits == 0) {
+            return std::nullopt;
+        }
+        release.remove_prefix(digits);
+        return value;
+    };
+    const std::optional<unsigned> major = number();
+    if (!major || release.empty() || release.front() != '.') {
+        return false;
+    }
+    release.remove_prefix(1);
+    const std::optional<unsigned> minor = number();
+    if (!minor) {
+        return false;
+    }
+    return *major > 6 || (*major == 6 && *minor >= 2);
+}
 
 bool complete_l4_checksum(std::span<uint8_t> frame) {
     constexpr size_t eth = ethernet_header_len;
@@ -295,9 +344,19 @@ DeviceResult<std::unique_ptr<PacketDevice>> PacketDevice::open(const std::string
         vnet_header = ::setsockopt(fd.get(), SOL_PACKET, PACKET_VNET_HDR, &one, sizeof one) == 0;
     }
     // The ring after PACKET_VNET_HDR (fixed once a ring exists), before
-    // bind() (no frame is queued to the socket in between).
+    // bind() (no frame is queued to the socket in between). Not with the
+    // virtio-net header before 6.2: there tpacket_rcv() wedges the ring
+    // for good on the first UDP GSO frame (UDP_SEGMENT, UDP GRO), which
+    // virtio_net_hdr_from_skb() cannot describe yet (see the header's top
+    // comment); recvmmsg() drops that frame alone. Offloads matter more
+    // than the ring: they carry 64 KiB per frame.
+    bool ring_allowed = options.rx_ring_bytes > 0;
+    if (ring_allowed && vnet_header) {
+        utsname uts{};
+        ring_allowed = ::uname(&uts) == 0 && ring_with_vnet_header_ok(uts.release);
+    }
     std::unique_ptr<RxRing> ring;
-    if (options.rx_ring_bytes > 0) {
+    if (ring_allowed) {
         auto mapped = RxRing::map(fd.get(), info->mtu, vnet_header, options.rx_ring_bytes);
         if (!mapped) {
             return Unexpected<DeviceError>{DeviceError{mapped.error().error, "AF_PACKET on " + ifname + ": " +
@@ -386,13 +445,30 @@ PacketDevice::~PacketDevice() {
     ::close(fd_);
 }
 
-uint64_t PacketDevice::kernel_drops() {
+uint64_t PacketDevice::read_kernel_tp_drops() {
     tpacket_stats stats{};
     socklen_t len = sizeof stats;
     if (::getsockopt(fd_, SOL_PACKET, PACKET_STATISTICS, &stats, &len) == 0) {
-        kernel_drops_ += stats.tp_drops;
+        kernel_tp_drops_ += stats.tp_drops;
     }
-    return kernel_drops_;
+    return kernel_tp_drops_;
+}
+
+uint64_t PacketDevice::kernel_drops() { return read_kernel_tp_drops() + copy_drops_; }
+
+// The kernel's packet_notifier() sets sk_err (ENETDOWN) when the interface
+// goes down, and datagram_poll() reports EPOLLERR until a read or SO_ERROR
+// takes it. recvmmsg() took it with the next read; the ring reads nothing
+// (a frame longer than a slot aside), so without this the host's level-
+// triggered epoll would report the fd again at once, for as long as the
+// link is down and after it is up again, until a send took the error (and
+// lost its frame). Called only on EPOLLERR: no syscall on the looks.
+void PacketDevice::take_poll_error() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+        last_error_ = err;
+    }
 }
 
 bool PacketDevice::send_out(std::span<const uint8_t> header, std::span<const uint8_t> frame, size_t frames) {
@@ -439,9 +515,9 @@ void PacketDevice::flush(Instant) {
     }
 }
 
-std::optional<RxFrame> PacketDevice::receive_view(Instant) {
+std::optional<RxFrame> PacketDevice::receive_view(Instant now) {
     while (rx_queue_.empty()) {
-        if (!fill_queue()) {
+        if (!fill_queue(now)) {
             return std::nullopt;
         }
     }
@@ -452,7 +528,7 @@ std::optional<RxFrame> PacketDevice::receive_view(Instant) {
 
 std::optional<Frame> PacketDevice::receive(Instant now) { return owned_copy(receive_view(now)); }
 
-bool PacketDevice::fill_queue() { return ring_ ? fill_from_ring() : fill_from_socket(); }
+bool PacketDevice::fill_queue(Instant now) { return ring_ ? fill_from_ring(now) : fill_from_socket(); }
 
 // The frames the kernel handed over since the last batch, lent to the
 // stack in place: up to a batch (which bounds the copies read into the
@@ -468,7 +544,7 @@ bool PacketDevice::fill_queue() { return ring_ ? fill_from_ring() : fill_from_so
 // triggered, stops reporting it; a frame filled after the look makes it
 // readable (and wakes epoll). A look that stops at a full batch leaves
 // the last filled slot TP_STATUS_USER: still readable.
-bool PacketDevice::fill_from_ring() {
+bool PacketDevice::fill_from_ring(Instant now) {
     RxRing& ring = *ring_;
     ring.give_back();
     size_t copies = 0;
@@ -484,21 +560,153 @@ bool PacketDevice::fill_from_ring() {
         }
         ring.next = (ring.next + 1) % ring.slots;
         ++ring.lent;
-        take_ring_slot(slot, status, copies);
+        take_ring_slot(slot, status, copies, ring_seq_++);
     }
-    return ring.lent > 0;
+    if (ring.lent > 0) {
+        ring_taken_since_check_ = true;
+        return true;
+    }
+    check_ring_wedged(now);
+    return false;
 }
 
-void PacketDevice::take_ring_slot(uint8_t* slot, uint32_t status, size_t& copies) {
+// A wedged ring (see the header's top comment: a frame the kernel could
+// not describe in a virtio-net header left it a slot it claimed and never
+// filled) looks empty: its slots are all the kernel's, the fd never
+// readable; only the kernel's drop count grows, with every frame. So a
+// look that finds nothing reads that count, at most every
+// ring_check_interval (by the Instant the stack passes: no clock read of
+// our own), and rebuilds the ring when the count grew since the last
+// check while we took no slot at all and hold none (we lent nothing, the
+// slot at our head is TP_STATUS_KERNEL: every slot is the kernel's to
+// fill, so a kernel that fills none is stuck). A ring that was full,
+// then drained, has its drops but also its slots taken since the last
+// check, so it is left alone; one whose drops and drain fall into
+// different checks could still be rebuilt for nothing (a few frames in
+// flight lost, which TCP sends again): accepted. A real wedge is found by
+// the second check after the first frame it drops, at the latest (given
+// looks: the stack's timers and sends make them; ~400 ms of frames lost).
+void PacketDevice::check_ring_wedged(Instant now) {
+    if (ring_checked_at_ && now >= *ring_checked_at_ && now - *ring_checked_at_ < ring_check_interval) {
+        return;
+    }
+    ring_checked_at_ = now;
+    const uint64_t drops = read_kernel_tp_drops();
+    const bool dropped = drops > ring_check_drops_;
+    ring_check_drops_ = drops;
+    const bool taken = std::exchange(ring_taken_since_check_, false);
+    RxRing& ring = *ring_;
+    if (dropped && !taken && ring.lent == 0 && RxRing::status(ring.slot(ring.next)) == TP_STATUS_KERNEL) {
+        (void)rebuild_rx_ring();
+    }
+}
+
+bool PacketDevice::rebuild_rx_ring() {
+    if (!ring_) {
+        return false;
+    }
+    // Frames not yet taken point into the ring; a copy kept for a slot
+    // goes with the ring.
+    rx_queue_.clear();
+    rx_->stash_seq.reset();
+    ring_taken_since_check_ = false;
+    // The kernel frees a ring only while nobody maps it; an empty request
+    // frees it (and purges the socket queue: no copy of the old ring's
+    // slots survives), then the same geometry is set up and mapped anew,
+    // with the kernel's head at slot 0 and a clean rx_owner_map.
+    ring_->unmap();
+    tpacket_req none{};
+    if (::setsockopt(fd_, SOL_PACKET, PACKET_RX_RING, &none, sizeof none) < 0) {
+        last_error_ = errno;
+        // The kernel kept the old ring: keep using it as it is.
+        if (!ring_->remap(fd_)) {
+            ring_.reset();  // nothing left to read frames from but copies
+        }
+        return false;
+    }
+    const size_t bytes = ring_->length;
+    ring_.reset();
+    ++rx_ring_rebuilds_;
+    auto mapped = RxRing::map(fd_, mtu_, vnet_header_, bytes);
+    if (!mapped) {
+        last_error_ = mapped.error().error.value;
+        return false;
+    }
+    ring_ = std::move(*mapped);  // null: refused, recvmmsg() from now on
+    return ring_ != nullptr;
+}
+
+namespace {
+
+// The first bytes of the frame a ring slot holds (after its virtio-net
+// header, if any); empty when the slot's offsets are not what the kernel
+// writes.
+std::span<const uint8_t> slot_frame_head(const uint8_t* slot, size_t slot_size, size_t vnet) {
+    const auto* header = reinterpret_cast<const tpacket2_hdr*>(slot);
+    if (header->tp_mac < vnet || header->tp_mac + size_t{header->tp_snaplen} > slot_size) {
+        return {};
+    }
+    return {slot + header->tp_mac, header->tp_snaplen};
+}
+
+}  // namespace
+
+std::optional<uint64_t> PacketDevice::later_slot_for_copy(std::span<const uint8_t> copy, size_t whole) const {
+    const RxRing& ring = *ring_;
+    const size_t vnet = vnet_header_ ? VirtioNetHdr::size : 0;
+    // The slots the kernel filled after the one being read, not lent yet
+    // (those lent in this batch are still TP_STATUS_USER: never past them).
+    for (size_t d = 0; d + ring.lent < ring.slots; ++d) {
+        const uint8_t* slot = ring.slot((ring.next + d) % ring.slots);
+        const uint32_t status = RxRing::status(const_cast<uint8_t*>(slot));
+        if ((status & TP_STATUS_USER) == 0) {
+            break;
+        }
+        if ((status & TP_STATUS_COPY) == 0) {
+            continue;
+        }
+        const auto* header = reinterpret_cast<const tpacket2_hdr*>(slot);
+        const std::span<const uint8_t> head = slot_frame_head(slot, ring.slot_size, vnet);
+        if (whole == size_t{header->tp_len} + vnet && copy.size() >= vnet + head.size() &&
+            (head.empty() || std::memcmp(copy.data() + vnet, head.data(), head.size()) == 0)) {
+            return ring_seq_ + d;
+        }
+    }
+    return std::nullopt;
+}
+
+void PacketDevice::take_ring_slot(uint8_t* slot, uint32_t status, size_t& copies, uint64_t seq) {
     const auto* header = reinterpret_cast<const tpacket2_hdr*>(slot);
     const auto* from = reinterpret_cast<const sockaddr_ll*>(slot + TPACKET_ALIGN(sizeof(tpacket2_hdr)));
     const FrameMeta meta{from->sll_pkttype, status, header->tp_vlan_tci};
     const size_t vnet = vnet_header_ ? VirtioNetHdr::size : 0;
+    // The virtio-net header sits right before the frame (tpacket_rcv:
+    // h.raw + macoff - sizeof(struct virtio_net_hdr)).
+    const bool in_slot = header->tp_mac >= vnet && header->tp_mac + size_t{header->tp_snaplen} <= ring_->slot_size;
     if ((status & TP_STATUS_COPY) != 0) {
         // Longer than a slot: the kernel queued the whole frame on the
         // socket too, in ring order. Read it even if the frame is then
-        // filtered, or the next copied slot would get this frame.
-        if (std::optional<std::span<uint8_t>> whole = read_copy(copies++, header->tp_len)) {
+        // filtered, or the next copied slot would get this frame. The
+        // slot holds its head, which the copy must start with.
+        std::optional<std::span<uint8_t>> whole;
+        if (rx_->stash_seq && seq < *rx_->stash_seq) {
+            ++rx_truncated_;  // its copy was gone: a later one came first
+        } else if (rx_->stash_seq && seq == *rx_->stash_seq) {
+            // Read for this slot by an earlier one: into this slot's
+            // buffer (a lent frame must stay put until the next read).
+            std::vector<uint8_t>& buffer = rx_->slots[copies++].buffer;
+            std::swap(buffer, rx_->stash);
+            rx_->stash_seq.reset();
+            if (rx_->stash_len > buffer.size()) {
+                ++rx_truncated_;  // longer than max_frame_len
+            } else {
+                whole = std::span<uint8_t>(buffer.data(), rx_->stash_len);
+            }
+        } else {
+            rx_->stash_seq.reset();  // (a slot past it: cannot happen)
+            whole = read_copy(copies++, header->tp_len, slot_frame_head(slot, ring_->slot_size, vnet));
+        }
+        if (whole) {
             ++rx_copied_;
             accept_frame(*whole, meta);
         }
@@ -510,45 +718,95 @@ void PacketDevice::take_ring_slot(uint8_t* slot, uint32_t status, size_t& copies
         if (header->tp_len + vnet > rx_->slots.front().buffer.size()) {
             ++rx_truncated_;
         } else {
-            ++kernel_drops_;
+            ++copy_drops_;
         }
         return;
     }
-    // The virtio-net header sits right before the frame (tpacket_rcv:
-    // h.raw + macoff - sizeof(struct virtio_net_hdr)).
-    if (header->tp_mac < vnet || header->tp_mac + size_t{header->tp_snaplen} > ring_->slot_size) {
+    if (!in_slot) {
         ++rx_filtered_;  // not what the kernel writes
         return;
     }
     accept_frame(std::span<uint8_t>(slot + header->tp_mac - vnet, header->tp_snaplen + vnet), meta);
 }
 
-std::optional<std::span<uint8_t>> PacketDevice::read_copy(size_t index, uint32_t frame_len) {
+// The kernel queues the copy in ring order (tpacket_rcv: under the queue's
+// lock, as it moves its head), so the next one on the socket is this
+// slot's — unless an earlier read gave up before it consumed its copy, or
+// this one's copy is gone (read by someone else, or a kernel that breaks
+// the order). Matched by length alone, every later copy would then go one
+// frame behind: wrong frames delivered, and a leftover copy keeping the fd
+// readable. So the copy must also start with the bytes the slot holds (the
+// same skb's first tp_snaplen bytes; the slot's virtio-net header, written
+// apart from the copy's, is not compared). One that does not is either a
+// later slot's (one the kernel filled already, matched the same way): this
+// frame's copy is gone, it is lost, and the copy is kept for its slot (so
+// the queue is in step again, and no later slot loses its copy); or a
+// leftover (or a later slot's the kernel is still filling, which then
+// loses its frame): dropped, and the next one read, until the right one
+// or EAGAIN (this frame lost). Reading until EAGAIN and dropping every
+// copy instead would take later slots' copies too, and each of those
+// slots would then do the same to copies queued meanwhile: under a steady
+// stream of long frames the queue might never come back in step.
+std::optional<std::span<uint8_t>> PacketDevice::read_copy(size_t index, uint32_t frame_len,
+                                                          std::span<const uint8_t> head) {
     std::vector<uint8_t>& buffer = rx_->slots[index].buffer;
-    iovec iov{buffer.data(), buffer.size()};
-    msghdr h{};
-    h.msg_iov = &iov;
-    h.msg_iovlen = 1;
-    ssize_t n = -1;
-    // A pending socket error (ENETDOWN) comes before the frame, and reading
-    // it clears it: one more try. EINVAL: the kernel could not describe
-    // the frame in a virtio-net header and dropped it (it did not for its
-    // ring slot, so this does not happen; the queue stays in step anyway).
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        do {
-            n = ::recvmsg(fd_, &h, MSG_DONTWAIT);
-        } while (n < 0 && errno == EINTR);
-        if (n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINVAL) {
+    const size_t vnet = vnet_header_ ? VirtioNetHdr::size : 0;
+    const size_t expected = size_t{frame_len} + vnet;
+    bool mismatched = false;
+    // Errors that consume nothing (a pending socket error: ENETDOWN comes
+    // before the frame, and reading it clears it) are read until the
+    // frame or EAGAIN; a bound keeps a kernel that keeps failing from
+    // holding us here.
+    int errors = 0;
+    while (errors < 16) {
+        iovec iov{buffer.data(), buffer.size()};
+        msghdr h{};
+        h.msg_iov = &iov;
+        h.msg_iovlen = 1;
+        // MSG_TRUNC: the frame's whole length even when it does not fit.
+        const ssize_t n = ::recvmsg(fd_, &h, MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0) {
+            const int err = errno;
+            if (err == EINTR) {
+                continue;
+            }
+            if (err == EAGAIN || err == EWOULDBLOCK) {
+                break;  // no copy (left) for this slot
+            }
+            ++errors;
+            // EINVAL: the kernel could not describe the queued frame in a
+            // virtio-net header and dropped it (not ours: it described
+            // ours for the slot). Anything else: a socket error, taken.
+            if (!(err == EINVAL && vnet_header_)) {
+                last_error_ = err;
+            }
+            continue;
+        }
+        const size_t whole = static_cast<size_t>(n);
+        const std::span<const uint8_t> copy(buffer.data(), std::min(whole, buffer.size()));
+        if (whole == expected && copy.size() >= vnet + head.size() &&
+            (head.empty() || std::memcmp(copy.data() + vnet, head.data(), head.size()) == 0)) {
+            if (whole > buffer.size()) {
+                ++rx_truncated_;  // longer than max_frame_len
+                return std::nullopt;
+            }
+            return std::span<uint8_t>(buffer.data(), whole);
+        }
+        if (!mismatched) {
+            mismatched = true;
+            ++rx_copy_mismatches_;
+        }
+        if (const std::optional<uint64_t> later = later_slot_for_copy(copy, whole)) {
+            const size_t size = buffer.size();
+            std::swap(buffer, rx_->stash);
+            buffer.resize(size);  // the first time: the stash was empty
+            rx_->stash_len = whole;
+            rx_->stash_seq = *later;
             break;
         }
-        last_error_ = errno;
     }
-    const size_t expected = size_t{frame_len} + (vnet_header_ ? VirtioNetHdr::size : 0);
-    if (n < 0 || (h.msg_flags & MSG_TRUNC) != 0 || static_cast<size_t>(n) != expected) {
-        ++rx_truncated_;  // longer than max_frame_len (or lost)
-        return std::nullopt;
-    }
-    return std::span<uint8_t>(buffer.data(), expected);
+    ++rx_truncated_;  // lost: no copy of it on the socket
+    return std::nullopt;
 }
 
 bool PacketDevice::fill_from_socket() {

@@ -19,12 +19,35 @@
 // read. Why: the stack looks for frames after every send, and usually finds
 // none; with the ring a look is a load of a status word, not a syscall
 // (recvmmsg() finding 0 or 1 frame was ~10 % of the thread's time in a
-// request/response benchmark). Slots are MTU-sized; a longer frame (a GSO
-// super-frame of up to 64 KiB, which a local veth peer sends with or
-// without our offloads) fills its slot only partly and is also queued
-// whole on the socket (PACKET_COPY_THRESH, TP_STATUS_COPY), where one
-// recvmsg() takes it. Where the ring cannot be set up, recvmmsg() batches
-// as before.
+// request/response benchmark). Slots are sized for the interface's MTU
+// at open(); a longer frame (a GSO super-frame of up to 64 KiB, which a
+// local veth peer sends with or without our offloads, or any frame after
+// the MTU was raised: the slots keep their size) fills its slot only
+// partly and is also queued whole on the socket (PACKET_COPY_THRESH,
+// TP_STATUS_COPY), where one recvmsg() takes it: the kernel queues these
+// copies in ring order, and each is checked against the head its slot
+// holds (a copy out of step is skipped, never delivered for another
+// frame: rx_copy_mismatches()). Where the ring cannot be set up, recvmmsg()
+// batches as before.
+//
+// The ring and the virtio-net header (offloads): tpacket_rcv() claims the
+// slot (rx_owner_map) before it writes the header, and when
+// virtio_net_hdr_from_skb() cannot describe the frame (a GSO type it does
+// not know) it drops the frame without giving the slot back or moving its
+// head: every later frame is dropped too, and the ring is wedged for good
+// (net/packet/af_packet.c since rx_owner_map came in 2020, stable kernels
+// of then included; still so in 6.18). Before 6.2 that function
+// knows no UDP GSO (SKB_GSO_UDP_L4), which any peer using UDP_SEGMENT or
+// UDP GRO sends; so before 6.2 (Debian 12: 6.1) offloads use recvmmsg(),
+// which drops such a frame alone (EINVAL, counted in rx_truncated()).
+// From 6.2 on only rarer kinds remain (SCTP, UFO from a TAP...): a look
+// that finds the ring empty checks, at most every 200 ms, whether the
+// kernel counted drops since the last check while no frame came and every
+// slot was its own, and if so sets the ring up again (rx_ring_rebuilds()).
+//
+// Errors: the kernel sets a socket error (ENETDOWN) when the interface
+// goes down; the fd then polls with EPOLLERR until it is read, which the
+// ring never does by itself: take_poll_error() reads it (last_error()).
 //
 // Offloads (PacketOptions::offloads, on by default): PACKET_VNET_HDR puts a
 // virtio-net header in front of every frame both ways. Received TCP
@@ -39,6 +62,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "netdev/device_error.h"
@@ -71,8 +95,11 @@ struct PacketOptions {
     bool offloads = true;
     // Size of the receive ring (rounded down to whole blocks of slots):
     // like socket_rcvbuf, what frames the kernel hands over while the stack
-    // is busy can wait in; the default holds ~2500 MTU-sized frames. 0: no
-    // ring, recvmmsg() (the fallback when the kernel refuses the ring).
+    // is busy can wait in; the default holds ~2500 frames of the MTU the
+    // interface has at open() (longer ones, also after a later MTU change,
+    // come through the socket queue). 0: no ring, recvmmsg() (the fallback
+    // when the kernel refuses the ring, and with a virtio-net header on
+    // kernels before 6.2: see above).
     size_t rx_ring_bytes = 4 << 20;
 };
 
@@ -99,6 +126,9 @@ public:
     std::optional<Frame> receive(Instant now) override;
     std::optional<RxFrame> receive_view(Instant now) override;
     int poll_fd() const override { return fd_; }
+    // Reads the socket's pending error (SO_ERROR), which clears it, into
+    // last_error(). The host calls it when epoll reports EPOLLERR.
+    void take_poll_error() override;
     size_t mtu() const override { return mtu_; }
     wire::MacAddress mac() const override { return mac_; }
     const DeviceStats& stats() const override { return stats_; }
@@ -113,20 +143,43 @@ public:
     uint64_t rx_filtered() const { return rx_filtered_; }
     // Frames lost before we saw them whole: longer than max_frame_len, or
     // (offloads, recvmmsg only) a GSO kind the virtio-net header cannot
-    // describe. With the ring the kernel drops the latter itself and counts
-    // it in kernel_drops().
+    // describe, or (ring) longer than a slot and no copy of it found on the
+    // socket (see rx_copy_mismatches()). With the ring the kernel drops the
+    // GSO kind itself and counts it in kernel_drops() (and wedges the ring:
+    // see above).
     uint64_t rx_truncated() const { return rx_truncated_; }
     // Whether frames come through the memory-mapped ring (else recvmmsg).
     bool rx_ring() const { return ring_ != nullptr; }
     // Frames longer than a ring slot, read whole from the socket queue.
     uint64_t rx_copied() const { return rx_copied_; }
+    // Times a copy read from the socket queue was not the frame whose
+    // head its ring slot holds (the queue out of step with the ring):
+    // never delivered for it. A later slot's is kept for that slot (this
+    // frame is lost: rx_truncated()); a leftover is dropped and the next
+    // one read.
+    uint64_t rx_copy_mismatches() const { return rx_copy_mismatches_; }
+    // Times the ring was set up again after it was found wedged (see
+    // above), or by rebuild_rx_ring().
+    uint64_t rx_ring_rebuilds() const { return rx_ring_rebuilds_; }
+    // Sets the ring up again: unmapped, freed (the kernel drops the copies
+    // queued on the socket with it), made and mapped anew, from its first
+    // slot. Frames not yet received are lost. When the kernel refuses the
+    // new ring, frames come through recvmmsg() from then on (rx_ring()
+    // false). The device calls it itself when it finds the ring wedged;
+    // public for tests. False when there was no ring or it failed
+    // (last_error()).
+    bool rebuild_rx_ring();
     // Whether the kernel hides our own sends (PACKET_IGNORE_OUTGOING, 4.20+).
     bool ignores_outgoing() const { return ignore_outgoing_; }
     // Frames the kernel dropped because our socket buffer (or ring) was
-    // full (PACKET_STATISTICS tp_drops, accumulated: the kernel resets its
-    // counter on every read), and, with the ring, frames longer than a slot
-    // whose whole copy found the socket buffer full.
+    // full, or with a wedged ring (PACKET_STATISTICS tp_drops,
+    // accumulated: the kernel resets its counter on every read), and, with
+    // the ring, frames longer than a slot whose whole copy found the socket
+    // buffer full.
     uint64_t kernel_drops();
+    // The last error of a read or send that was not "try again", or the
+    // socket error take_poll_error() took (ENETDOWN: the interface went
+    // down). 0: none yet.
     int last_error() const { return last_error_; }
     // Whether frames carry a virtio-net header (PACKET_VNET_HDR took).
     bool vnet_header() const { return vnet_header_; }
@@ -144,14 +197,24 @@ private:
     // Reads one batch into rx_queue_ (views of ring slots or batch buffers,
     // which the next batch reuses: called only once the queue is empty);
     // false when nothing was waiting.
-    bool fill_queue();
-    bool fill_from_ring();
+    bool fill_queue(Instant now);
+    bool fill_from_ring(Instant now);
     bool fill_from_socket();
-    // One ring slot the kernel handed over.
-    void take_ring_slot(uint8_t* slot, uint32_t status, size_t& copies);
+    // One ring slot the kernel handed over; `seq` counts the slots taken.
+    void take_ring_slot(uint8_t* slot, uint32_t status, size_t& copies, uint64_t seq);
+    // After a look that found the ring empty: at most every
+    // ring_check_interval, whether it is wedged; if so rebuilds it.
+    void check_ring_wedged(Instant now);
     // The whole of a frame longer than its slot, from the socket queue into
-    // batch buffer `index`: virtio-net header (if any) and frame.
-    std::optional<std::span<uint8_t>> read_copy(size_t index, uint32_t frame_len);
+    // batch buffer `index`: virtio-net header (if any) and frame. `head`:
+    // the frame's first bytes as its slot holds them (no virtio-net
+    // header), which the copy must start with.
+    std::optional<std::span<uint8_t>> read_copy(size_t index, uint32_t frame_len, std::span<const uint8_t> head);
+    // The ring_seq_ of the filled slot not taken yet whose frame `copy`
+    // (of length `whole`, virtio-net header included) is, if any.
+    std::optional<uint64_t> later_slot_for_copy(std::span<const uint8_t> copy, size_t whole) const;
+    // PACKET_STATISTICS tp_drops added to kernel_tp_drops_ (read and reset).
+    uint64_t read_kernel_tp_drops();
     // Filters one frame (`data`: virtio-net header, if any, then the frame)
     // and queues it for the stack.
     void accept_frame(std::span<uint8_t> data, const FrameMeta& meta);
@@ -166,15 +229,29 @@ private:
     std::unique_ptr<GsoCoalescer> gso_;  // set when vnet_header_
     std::unique_ptr<RxBatch> rx_;
     std::unique_ptr<RxRing> ring_;  // null: recvmmsg
+    uint64_t ring_seq_ = 0;         // slots taken from the ring so far
     std::deque<RxFrame> rx_queue_;
     DeviceStats stats_;
     uint64_t checksums_completed_ = 0;
     uint64_t rx_filtered_ = 0;
     uint64_t rx_truncated_ = 0;
     uint64_t rx_copied_ = 0;
-    uint64_t kernel_drops_ = 0;
+    uint64_t rx_copy_mismatches_ = 0;
+    uint64_t rx_ring_rebuilds_ = 0;
+    uint64_t kernel_tp_drops_ = 0;  // PACKET_STATISTICS, accumulated
+    uint64_t copy_drops_ = 0;       // slots whose copy found no room
+    // Wedge check (check_ring_wedged): when it last ran, kernel_tp_drops_
+    // then, and whether a look took a slot since.
+    std::optional<Instant> ring_checked_at_;
+    uint64_t ring_check_drops_ = 0;
+    bool ring_taken_since_check_ = false;
     int last_error_ = 0;
 };
+
+// Whether the receive ring may be used together with PACKET_VNET_HDR on a
+// kernel of this release (uname(2) release, "6.1.0-18-amd64"): from 6.2 on
+// (see the top of this file); false for a release it cannot parse.
+bool ring_with_vnet_header_ok(std::string_view kernel_release);
 
 // Completes the TCP or UDP checksum of an IPv4 frame whose checksum field
 // holds only the pseudo-header sum (CHECKSUM_PARTIAL). Returns false when

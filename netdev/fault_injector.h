@@ -63,6 +63,7 @@ public:
     // and the inner device's own next_arrival().
     std::optional<Instant> next_arrival() const override;
     int poll_fd() const override { return inner_->poll_fd(); }
+    void take_poll_error() override { inner_->take_poll_error(); }
     size_t mtu() const override { return inner_->mtu(); }
     wire::MacAddress mac() const override { return inner_->mac(); }
     void flush(Instant now) override { inner_->flush(now); }

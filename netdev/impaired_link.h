@@ -47,6 +47,7 @@ public:
     std::optional<Frame> receive(Instant now) override;
     std::optional<Instant> next_arrival() const override;
     int poll_fd() const override { return ingress_.poll_fd(); }
+    void take_poll_error() override { ingress_.take_poll_error(); }
     size_t mtu() const override { return ingress_.mtu(); }
     wire::MacAddress mac() const override { return ingress_.mac(); }
     const DeviceStats& stats() const override { return ingress_.stats(); }

@@ -104,6 +104,15 @@ public:
     virtual std::optional<Instant> next_arrival() const { return std::nullopt; }
     // A file descriptor to poll for readability, or -1.
     virtual int poll_fd() const { return -1; }
+    // Whoever polls poll_fd() calls this when the poll reports an error
+    // condition (EPOLLERR / POLLERR), before reading frames: the device
+    // takes (reads and so clears) what is pending, or a level-triggered
+    // poll would report the fd again at once, forever. An AF_PACKET
+    // socket gets one (ENETDOWN) when its interface goes down, and only a
+    // read clears it; a device that reads frames without a syscall (a
+    // memory-mapped ring) would never read it. Default: nothing. A wrapper
+    // forwards it.
+    virtual void take_poll_error() {}
     // Largest IP packet the device carries (Ethernet payload), e.g. 1500.
     // A device with receive offload may hand over larger TCP packets (up
     // to 64 KiB: several segments of the peer joined, as GRO/TSO do); the

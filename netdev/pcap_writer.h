@@ -61,6 +61,7 @@ public:
     std::optional<RxFrame> receive_view(Instant now) override;
     std::optional<Instant> next_arrival() const override { return inner_->next_arrival(); }
     int poll_fd() const override { return inner_->poll_fd(); }
+    void take_poll_error() override { inner_->take_poll_error(); }
     size_t mtu() const override { return inner_->mtu(); }
     wire::MacAddress mac() const override { return inner_->mac(); }
     const DeviceStats& stats() const override { return inner_->stats(); }

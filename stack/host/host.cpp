@@ -461,6 +461,9 @@ void Host::handle_event(const epoll_event& event, Instant now, bool& read_device
     const uint32_t ev = event.events;
     switch (kind) {
     case tag_device:
+        if ((ev & EPOLLERR) != 0) {
+            device_->take_poll_error();  // else level-triggered epoll reports it forever
+        }
         read_device = true;  // after_activity() reads the frames
         break;
     case tag_timer: {
