@@ -1147,7 +1147,37 @@ void settle_connect_completion(int fd, FdEntry& e, const Address& remote) {
     (void)call_host(again, fd, reply);
 }
 
+// A TCP socket that never connected (bound, listening, or disconnected
+// with AF_UNSPEC): Linux fails a send with EPIPE (sk_stream_wait_connect)
+// and a receive with ENOTCONN (tcp_recvmsg); its app end would take the
+// bytes and lose them, or block a read forever. The table says
+// `connected == 0`, but it can be stale (the socket connected through a
+// dup, or in another process): then the host decides, once.
+bool tcp_never_connected(int fd) {
+    FdEntry* e = fd_table().get(fd, false);
+    if (e == nullptr || e->connected != 0) {
+        return false;
+    }
+    Request request;
+    request.op = Op::GetPeerName;
+    Reply reply;
+    if (call_host(request, fd, reply) != 0) {
+        return false;  // the host is unreachable: the pair says what it says
+    }
+    if (reply.error == 0) {
+        e->connected = 1;
+        return false;
+    }
+    return reply.error == ENOTCONN;
+}
+
 ssize_t tcp_send(int fd, const iovec* iov, size_t iovcnt, int flags) {
+    if (tcp_never_connected(fd)) {
+        if ((flags & MSG_NOSIGNAL) == 0) {
+            ::raise(SIGPIPE);
+        }
+        return set_errno(EPIPE);
+    }
     size_t taken = 0;
     if (host::Host* h = caller_host();
         h != nullptr && (flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL)) == 0 && iovcnt <= max_iov) {
@@ -1207,6 +1237,9 @@ ssize_t tcp_send(int fd, const iovec* iov, size_t iovcnt, int flags) {
 }
 
 ssize_t tcp_recv(int fd, const iovec* iov, size_t iovcnt, int flags, int* msg_flags) {
+    if (tcp_never_connected(fd)) {
+        return set_errno(ENOTCONN);
+    }
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov);
     msg.msg_iovlen = iovcnt;

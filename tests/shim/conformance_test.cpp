@@ -89,6 +89,11 @@ const std::vector<ConformanceCase>& cases() {
          {},
          {"restart(reuseaddr) bind SELF:5500 -> EADDRINUSE", "restart(reuseaddr) bind SELF:5501 -> ok"},
          true},
+        {"UnconnectedTcpReadsAndWrites",
+         "unconnected-io",
+         {},
+         {"a send -> EPIPE", "a read (blocking) -> ENOTCONN", "l send -> EPIPE", "l read (blocking) -> ENOTCONN",
+          "b send (connected through twin) -> ok"}},
     };
     return all;
 }

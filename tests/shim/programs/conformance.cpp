@@ -820,6 +820,38 @@ int peer_listener(uint16_t port) {
     }
 }
 
+// Reads and writes on TCP sockets that never connected: a bound one, a
+// listener, and a bound one reached through a dup after the original
+// connected (the socket is connected; only one fd said so).
+void unconnected_io() {
+    char c = 'x';
+    say("# bound, never connected");
+    const int a = tcp_socket();
+    step("a bind SELF:5600", bind_to(a, g_self, 5600));
+    step("a send", static_cast<int>(::send(a, &c, 1, MSG_NOSIGNAL)));
+    step("a write (SIGPIPE ignored)", static_cast<int>(::write(a, &c, 1)));
+    step("a recv MSG_DONTWAIT", static_cast<int>(::recv(a, &c, 1, MSG_DONTWAIT)));
+    step("a read (blocking)", static_cast<int>(::read(a, &c, 1)));
+
+    say("# listening");
+    const int l = tcp_socket();
+    step("l bind SELF:5601", bind_to(l, g_self, 5601));
+    step("l listen", ::listen(l, 4));
+    step("l send", static_cast<int>(::send(l, &c, 1, MSG_NOSIGNAL)));
+    step("l read (blocking)", static_cast<int>(::read(l, &c, 1)));
+
+    say("# bound, then connected through a dup");
+    const int b = tcp_socket();
+    step("b bind SELF:5602", bind_to(b, g_self, 5602));
+    const int twin = ::dup(b);
+    step("twin connect PEER:hold", connect_to(twin, g_peer, hold_port));
+    step("b send (connected through twin)", static_cast<int>(::send(b, &c, 1, MSG_NOSIGNAL)));
+    step("b recv MSG_DONTWAIT (nothing sent to it)", static_cast<int>(::recv(b, &c, 1, MSG_DONTWAIT)));
+    for (const int fd : {a, l, b, twin}) {
+        ::close(fd);
+    }
+}
+
 struct Scenario {
     const char* name;
     void (*run)();
@@ -836,6 +868,7 @@ constexpr Scenario scenarios[] = {
     {"tw-reuse", tw_reuse},
     {"tw-quirk", tw_quirk},
     {"sigkill-restart", sigkill_restart},
+    {"unconnected-io", unconnected_io},
 };
 
 }  // namespace
