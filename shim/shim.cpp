@@ -39,7 +39,9 @@
 
 #include "shim/fd_table.h"
 #include "shim/intercepted.h"
+#include "shim/signal_dispositions.h"
 #include "stack/host/client.h"
+#include "stack/host/fork_wiped.h"
 #include "stack/host/host.h"
 #include "stack/host/host_config.h"
 #include "stack/host/protocol.h"
@@ -273,6 +275,16 @@ struct InprocHost {
     std::thread thread;
     pid_t pid = 0;
 };
+
+// Whether `p` is this process's own host, not a forked child's copy of its
+// parent's: by the fork-wiped page when the kernel has one (no syscall per
+// call), else by the pid.
+bool owned_here(const InprocHost* p) {
+    if (host::ForkWiped* wiped = host::fork_wiped(); wiped != nullptr) {
+        return wiped->owner.load(std::memory_order_acquire) == p;
+    }
+    return p->pid == ::getpid();
+}
 // Set once, by the thread that starts it; read by every thread (caller_host).
 std::atomic<InprocHost*> inproc{nullptr};
 // Set in a forked child: the inproc host's thread stayed in the parent.
@@ -337,6 +349,12 @@ int start_inproc_host(std::string* message) {
     auto* p = new InprocHost();
     p->host = std::move(*created);
     p->pid = ::getpid();
+    if (host::ForkWiped* wiped = host::fork_wiped(); wiped != nullptr) {
+        wiped->owner.store(p, std::memory_order_release);
+    }
+    // Before any turn: with no handler installed, turns need not hold
+    // signals back (Host::signal_handlers_scanned).
+    host::Host::signal_handlers_scanned(program_has_signal_handlers());
     host::Host* h = p->host.get();
     // The host thread runs none of the program's signal handlers (they
     // could fork or block while it holds the host's locks): it starts
@@ -905,7 +923,7 @@ int refuse_native_v6(int error) {
 // process's host, or a forked child: the host thread stayed in the parent).
 host::Host* caller_host() {
     InprocHost* p = inproc.load(std::memory_order_acquire);
-    if (p == nullptr || p->pid != ::getpid()) {
+    if (p == nullptr || !owned_here(p)) {
         return nullptr;
     }
     return p->host.get();
@@ -1919,7 +1937,7 @@ int shim_shutdown(int fd, int how) {
             if (InprocHost* p = inproc.load(); p != nullptr) {
                 // A thread reading this socket on the host's loop sees the
                 // EOF (from a forked child too: the eventfd is shared).
-                p->host->wake_caller(p->pid != ::getpid());
+                p->host->wake_caller(!owned_here(p));
             }
         }
         errno = err;
@@ -2356,7 +2374,7 @@ InprocHost* forking_host = nullptr;
 void before_fork() {
     count_fork();
     forking_host = inproc.load();
-    if (forking_host != nullptr && forking_host->pid == ::getpid()) {
+    if (forking_host != nullptr && owned_here(forking_host)) {
         forking_host->host->before_fork();
     } else {
         forking_host = nullptr;
@@ -2393,7 +2411,7 @@ __attribute__((destructor)) void shim_fini() {
     ShimScope scope;
     // Inproc: what the program sent last still leaves before it exits.
     InprocHost* p = inproc.load();
-    if (p != nullptr && p->pid == ::getpid() && p->thread.joinable()) {
+    if (p != nullptr && owned_here(p) && p->thread.joinable()) {
         p->host->stop_and_drain();
         p->thread.join();
     }

@@ -924,14 +924,20 @@ private:
 };
 }  // namespace
 
-int Host::open_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode) {
-    if (take_spare_pair(domain, type, host_end, app_end, app_inode)) {
+int Host::open_pair(int domain, int type, PairEnds& pair) {
+    if (take_spare_pair(domain, type, pair)) {
         return 0;
     }
-    return make_pair(domain, type, host_end, app_end, app_inode);
+    return make_pair(domain, type, pair);
 }
 
-int Host::make_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode) {
+void Host::forget_pair_registration(const PairEnds& pair) {
+    if (pair.in_epoll) {
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, pair.host_end, nullptr);
+    }
+}
+
+int Host::make_pair(int domain, int type, PairEnds& out) {
     // UDP: SEQPACKET (datagram boundaries, and EPOLLHUP at the last close);
     // TCP: a byte stream, as the app expects.
     const int pair_type = type == SOCK_STREAM ? SOCK_STREAM : SOCK_SEQPACKET;
@@ -939,8 +945,9 @@ int Host::make_pair(int domain, int type, int& host_end, int& app_end, ino_t& ap
     if (::socketpair(AF_UNIX, pair_type | SOCK_CLOEXEC, 0, pair) < 0) {
         return -(errno == EMFILE || errno == ENFILE ? errno : ENOBUFS);
     }
-    host_end = pair[0];
-    app_end = pair[1];
+    const int host_end = pair[0];
+    const int app_end = pair[1];
+    out = PairEnds{host_end, app_end, 0, false};
     int on = 1;
     ::ioctl(host_end, FIONBIO, &on);  // O_NONBLOCK in one call (socketpair's flag would set the app end's too)
     // The name that lets an exec'd program recognise the app end (getpeername).
@@ -952,11 +959,11 @@ int Host::make_pair(int domain, int type, int& host_end, int& app_end, ino_t& ap
     }
     struct stat st {};
     ::fstat(app_end, &st);
-    app_inode = st.st_ino;
+    out.app_inode = st.st_ino;
     return 0;
 }
 
-bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode) {
+bool Host::take_spare_pair(int domain, int type, PairEnds& pair) {
     if (spares_fd_ < 0 || domain != AF_INET || type != SOCK_STREAM) {
         return false;
     }
@@ -970,21 +977,18 @@ bool Host::take_spare_pair(int domain, int type, int& host_end, int& app_end, in
             ask = true;
         }
         if (!spare_pairs_.empty()) {
-            const SparePair p = spare_pairs_.back();
+            pair = spare_pairs_.back();
             spare_pairs_.pop_back();
-            host_end = p.host_end;
-            app_end = p.app_end;
-            app_inode = p.app_inode;
             ++spare_pairs_taken_;
         } else {
-            host_end = -1;
+            pair = PairEnds{};
         }
     }
     if (ask) {
         const uint64_t one = 1;
         (void)!::write(spares_fd_, &one, sizeof one);
     }
-    return host_end >= 0;
+    return pair.host_end >= 0;
 }
 
 void Host::read_fd_limit() {
@@ -1002,6 +1006,7 @@ bool Host::release_reserved_fds() {
     {
         SparesGuard guard(spares_mutex_);
         for (const SparePair& p : spare_pairs_) {
+            forget_pair_registration(p);  // a syscall, no allocation
             fds[n++] = p.host_end;
             fds[n++] = p.app_end;
         }
@@ -1036,7 +1041,9 @@ void Host::after_fork(bool in_child) {
     }
     if (in_child) {
         // Only close(): the child of a threaded program may call nothing
-        // that allocates or locks before it execs.
+        // that allocates or locks before it execs. Never EPOLL_CTL_DEL:
+        // the inner set is the parent's too, and its copies of the host
+        // ends keep their registrations.
         for (const SparePair& p : spare_pairs_) {
             ::close(p.host_end);
             ::close(p.app_end);
@@ -1108,7 +1115,7 @@ void Host::refill_spare_pairs() {
         SparePair p{};
         // Spares must not be what runs the program out of fds: none in
         // the top quarter of RLIMIT_NOFILE.
-        const bool made = make_pair(AF_INET, SOCK_STREAM, p.host_end, p.app_end, p.app_inode) == 0;
+        const bool made = make_pair(AF_INET, SOCK_STREAM, p) == 0;
         if (!made || !fd_in_reserve_range(std::max(p.host_end, p.app_end))) {
             if (made) {
                 ::close(p.host_end);
@@ -1119,16 +1126,26 @@ void Host::refill_spare_pairs() {
             spares_backoff_ = spares_backoff_after_shortage;  // connects make their own pairs meanwhile
             return;
         }
+        // Watched as a fresh socket's host end is (sync_events, EPOLLIN),
+        // here rather than on the app thread that takes the pair. The pair
+        // is idle until then: no event comes before its socket exists.
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = make_tag(tag_socket, p.host_end);
+        p.in_epoll = ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, p.host_end, &ev) == 0;
         SparesGuard guard(spares_mutex_);
         spare_pairs_.push_back(p);  // within the capacity reserved at start
         ++spare_pairs_made_;
     }
 }
 
-void Host::register_socket(std::unique_ptr<HostSocket> socket, ino_t app_inode) {
+void Host::register_socket(std::unique_ptr<HostSocket> socket, const PairEnds& pair) {
     const int host_end = socket->host_fd();
-    by_app_inode_[app_inode] = host_end;
-    app_inode_of_[host_end] = app_inode;
+    by_app_inode_[pair.app_inode] = host_end;
+    app_inode_of_[host_end] = pair.app_inode;
+    if (pair.in_epoll) {
+        registered_events_[host_end] = EPOLLIN;  // sync_events changes it from there
+    }
     created_socket_ = socket.get();
     if (config_.log >= LogLevel::Debug) {
         log(LogLevel::Debug, "new socket: " + socket->describe());
@@ -1166,19 +1183,17 @@ Reply Host::create_socket(ControlConnection& connection, const Request& request,
     } else if (request.action != SocketAction::None) {
         return give_up(EOPNOTSUPP);
     }
-    int host_end = -1;
-    int app_end = -1;
-    ino_t app_inode = 0;
-    if (int err = open_pair(request.domain, request.type, host_end, app_end, app_inode); err < 0) {
+    PairEnds pair;
+    if (int err = open_pair(request.domain, request.type, pair); err < 0) {
         return give_up(-err);
     }
-    auto socket = std::make_unique<UdpHostSocket>(udp, id, host_end, request.domain, connection.uid, connection.pid,
-                                                  udp_scratch_);
+    auto socket = std::make_unique<UdpHostSocket>(udp, id, pair.host_end, request.domain, connection.uid,
+                                                  connection.pid, udp_scratch_);
     if (request.rcvbuf > 0) {
         socket->set_reported_rcvbuf(request.rcvbuf);
     }
-    register_socket(std::move(socket), app_inode);
-    fd_out = app_end;
+    register_socket(std::move(socket), pair);
+    fd_out = pair.app_end;
     return Reply{};
 }
 
@@ -1190,17 +1205,18 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
         engine.abort(id, now);
         return error_reply(error);
     };
-    int host_end = -1;
-    int app_end = -1;
-    ino_t app_inode = 0;
-    if (int err = open_pair(request.domain, request.type, host_end, app_end, app_inode); err < 0) {
+    PairEnds pair;
+    if (int err = open_pair(request.domain, request.type, pair); err < 0) {
         return give_up(-err);
     }
-    auto socket = std::make_unique<TcpHostSocket>(engine, static_cast<TcpConnectionFactory&>(*this), id, host_end, request.domain, connection.uid,
-                                                  connection.pid, TcpHostSocket::Role::Unconnected, tcp_scratch_);
+    const int app_end = pair.app_end;
+    auto socket = std::make_unique<TcpHostSocket>(engine, static_cast<TcpConnectionFactory&>(*this), id, pair.host_end,
+                                                  request.domain, connection.uid, connection.pid,
+                                                  TcpHostSocket::Role::Unconnected, tcp_scratch_);
     auto drop = [&](int error) {
+        forget_pair_registration(pair);
         ::close(app_end);
-        return error_reply(error);  // the socket's destructor aborts the engine socket
+        return error_reply(error);  // the socket's destructor aborts the engine socket and closes the host end
     };
     // Options the program set on its kernel socket first, in order.
     if (auto r = socket->set_option(now, SOL_SOCKET, SO_REUSEADDR, request.reuse_addr); !r) {
@@ -1237,22 +1253,21 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
         }
         break;
     }
-    register_socket(std::move(socket), app_inode);
+    register_socket(std::move(socket), pair);
     fd_out = app_end;
     return reply;
 }
 
 int Host::adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) {
-    int host_end = -1;
-    int app_end = -1;
-    ino_t app_inode = 0;
-    if (int err = open_pair(domain, SOCK_STREAM, host_end, app_end, app_inode); err < 0) {
+    PairEnds pair;
+    if (int err = open_pair(domain, SOCK_STREAM, pair); err < 0) {
         return err;
     }
-    auto socket = std::make_unique<TcpHostSocket>(tcp_->engine(), static_cast<TcpConnectionFactory&>(*this), id, host_end, domain, uid, pid,
-                                                  TcpHostSocket::Role::Connected, tcp_scratch_);
-    register_socket(std::move(socket), app_inode);
-    return app_end;
+    auto socket = std::make_unique<TcpHostSocket>(tcp_->engine(), static_cast<TcpConnectionFactory&>(*this), id,
+                                                  pair.host_end, domain, uid, pid, TcpHostSocket::Role::Connected,
+                                                  tcp_scratch_);
+    register_socket(std::move(socket), pair);
+    return pair.app_end;
 }
 
 Reply Host::tcp_call(TcpHostSocket& socket, const Request& request, int passed_fd, std::string& text) {

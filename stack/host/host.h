@@ -161,6 +161,23 @@ public:
     // then gives the host work, and the host thread must see it.
     bool host_ends_wait_for_room() const { return host_ends_waiting_for_room_.load(std::memory_order_relaxed) > 0; }
 
+    // An app thread holds the program's asynchronous signals back while it
+    // holds the loop's lock (host_caller.cpp says why): two sigprocmask
+    // per call, ~2 % of crr's app thread. A signal can only do harm there
+    // through a handler; with none installed its default action ends,
+    // stops or ignores, as it would anywhere. So the shim, which sees
+    // every handler libc installs (sigaction, signal, sigset ...), says:
+    //   - signal_handlers_scanned(found): what the process's dispositions
+    //     were when it looked (once, when the inproc host starts). Until
+    //     then, and for good once `found`, signals are held as before.
+    //   - signal_handler_installing(): before each handler is installed.
+    //     Sticky; returns once no thread holds the lock with signals
+    //     unheld (never waits for a caller's sleep, which holds neither).
+    // Needs ForkWiped (a child's count of such threads starts at zero);
+    // without it signals are always held.
+    static void signal_handlers_scanned(bool found);
+    static void signal_handler_installing();
+
 private:
     struct ControlConnection {
         int fd = -1;
@@ -216,14 +233,27 @@ private:
     Reply serve_call(ControlConnection& connection, Request& request, int passed_fd, std::string& text, int& fd_out);
     Reply create_socket(ControlConnection& connection, const Request& request, int& fd_out);
     Reply create_tcp_socket(ControlConnection& connection, const Request& request, int& fd_out);
-    // A new socketpair for a socket: the host end (non-blocking, named for
-    // exec'd programs) and the app end, or -errno.
+    // A socketpair for a socket: the host end (non-blocking, named for
+    // exec'd programs), the app end and its inode. `in_epoll`: the host
+    // end is in the inner set already, watched for EPOLLIN (the host
+    // thread registers spares as it makes them: an EPOLL_CTL_ADD was
+    // ~3 % of crr's app thread over AF_PACKET, bench/ANALYSIS.md).
+    struct PairEnds {
+        int host_end = -1;
+        int app_end = -1;
+        ino_t app_inode = 0;
+        bool in_epoll = false;
+    };
     // A named socketpair for a new socket (a spare one when there is one),
-    // with the app end's inode.
-    int open_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
-    int make_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
+    // or -errno.
+    int open_pair(int domain, int type, PairEnds& pair);
+    int make_pair(int domain, int type, PairEnds& pair);
+    // A pair that will serve no socket after all leaves the inner set
+    // explicitly (a forked child may hold a copy of its host end: a close
+    // alone would leave it registered).
+    void forget_pair_registration(const PairEnds& pair);
     // Registers a host socket under its app end's inode.
-    void register_socket(std::unique_ptr<HostSocket> socket, ino_t app_inode);
+    void register_socket(std::unique_ptr<HostSocket> socket, const PairEnds& pair);
     int adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) override;
     Reply tcp_call(TcpHostSocket& socket, const Request& request, int passed_fd, std::string& text);
     HostSocket* socket_for_fd(int passed_fd);
@@ -360,11 +390,7 @@ private:
     // ioctl, bind and fstat (~7 us of crr's ~120 here, bench/ANALYSIS.md).
     // Taking one below the low mark asks the host thread for more through
     // spares_fd_ (in its outer set): one wake-up per few connections.
-    struct SparePair {
-        int host_end = -1;
-        int app_end = -1;
-        ino_t app_inode = 0;
-    };
+    using SparePair = PairEnds;
     static constexpr size_t spare_pairs_target = 16;
     static constexpr size_t spare_pairs_low = 8;
     static constexpr size_t spares_backoff_after_shortage = 64;
@@ -383,7 +409,7 @@ private:
     bool fd_in_reserve_range(int fd) const { return static_cast<uint64_t>(fd) < fd_limit_.load() / 4 * 3; }
     void read_fd_limit();
     int spares_fd_ = -1;                  // eventfd; -1 in daemon mode (no spares)
-    bool take_spare_pair(int domain, int type, int& host_end, int& app_end, ino_t& app_inode);
+    bool take_spare_pair(int domain, int type, PairEnds& pair);
     // Fds whose close nobody can observe (a finished socket's host end
     // once its app end is gone, the unbound kernel socket a swap replaced):
     // the host thread closes them with its next refill, off the app's

@@ -35,6 +35,7 @@
 //   enables it at once.
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
@@ -42,6 +43,7 @@
 
 #include <cerrno>
 
+#include "stack/host/fork_wiped.h"
 #include "stack/host/host.h"
 #include "stack/host/tcp_host_socket.h"
 
@@ -59,22 +61,81 @@ constexpr uint64_t tag_of(const epoll_event& event) { return event.data.u64 >> 3
 // sleeps with the program's own mask (epoll_pwait), so a signal still
 // interrupts it as it would interrupt recv. Synchronous faults stay
 // unblocked (blocking them would turn a crash into undefined behaviour).
-class AsyncSignalsHeld {
-public:
-    AsyncSignalsHeld() {
+//
+// A process with no handler for any of them (the shim says so, see
+// Host::signal_handlers_scanned) needs none of this: a signal's default
+// action ends, stops or ignores wherever it lands. Such a turn only counts
+// itself (ForkWiped::unmasked_turns), so that a handler's installation can
+// wait until no thread holds the lock without holding signals: the count
+// goes up before the state is read, the state is set before the count is
+// read (sequentially consistent), so either the turn sees `some` and holds
+// signals, or the installation sees the turn and waits for it.
+enum class SignalHandlers : int { unknown, none, some };
+std::atomic<SignalHandlers> program_signal_handlers{SignalHandlers::unknown};
+thread_local int own_counted_turns = 0;
+
+const sigset_t& async_signals() {
+    static const sigset_t set = [] {
         sigset_t held;
         ::sigfillset(&held);
         for (int sig : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT}) {
             ::sigdelset(&held, sig);
         }
-        ::pthread_sigmask(SIG_BLOCK, &held, &program_mask_);
-    }
-    ~AsyncSignalsHeld() { ::pthread_sigmask(SIG_SETMASK, &program_mask_, nullptr); }
+        return held;
+    }();
+    return set;
+}
+
+class AsyncSignalsHeld {
+public:
+    AsyncSignalsHeld() { take(); }
+    ~AsyncSignalsHeld() { give_back(); }
     AsyncSignalsHeld(const AsyncSignalsHeld&) = delete;
     AsyncSignalsHeld& operator=(const AsyncSignalsHeld&) = delete;
-    const sigset_t* program_mask() const { return &program_mask_; }
+    // Around a caller's sleep, with the lock released: a turn that holds
+    // no signals stops counting (an installation must not wait for the
+    // sleep) and, before taking the lock again, takes them as the state
+    // then says.
+    void before_sleep() {
+        if (mode_ == Mode::counted) {
+            give_back();
+        }
+    }
+    void after_sleep() {
+        if (mode_ == Mode::none) {
+            take();
+        }
+    }
+    // The mask a caller's sleep takes: the program's own (nullptr: the
+    // thread's mask is the program's already).
+    const sigset_t* program_mask() const { return mode_ == Mode::held ? &program_mask_ : nullptr; }
 
 private:
+    enum class Mode : uint8_t { none, counted, held };
+    void take() {
+        if (ForkWiped* wiped = fork_wiped(); wiped != nullptr) {
+            wiped->unmasked_turns.fetch_add(1);
+            if (program_signal_handlers.load() == SignalHandlers::none) {
+                ++own_counted_turns;
+                mode_ = Mode::counted;
+                return;
+            }
+            wiped->unmasked_turns.fetch_sub(1);
+        }
+        ::pthread_sigmask(SIG_BLOCK, &async_signals(), &program_mask_);
+        mode_ = Mode::held;
+    }
+    void give_back() {
+        if (mode_ == Mode::counted) {
+            --own_counted_turns;
+            fork_wiped()->unmasked_turns.fetch_sub(1);
+        } else if (mode_ == Mode::held) {
+            ::pthread_sigmask(SIG_SETMASK, &program_mask_, nullptr);
+        }
+        mode_ = Mode::none;
+    }
+
+    Mode mode_ = Mode::none;
     sigset_t program_mask_;
 };
 
@@ -101,6 +162,26 @@ private:
     TcpHostSocket::LentBuffer* buffer_;
 };
 }  // namespace
+
+void Host::signal_handlers_scanned(bool found) {
+    if (fork_wiped() == nullptr) {
+        return;  // no count of unheld turns: signals stay held
+    }
+    SignalHandlers expected = SignalHandlers::unknown;
+    program_signal_handlers.compare_exchange_strong(expected, found ? SignalHandlers::some : SignalHandlers::none);
+}
+
+void Host::signal_handler_installing() {
+    program_signal_handlers.store(SignalHandlers::some);
+    if (ForkWiped* wiped = fork_wiped(); wiped != nullptr) {
+        // Turns are microseconds long (their sleeps do not count). Waited
+        // for even when `some` was set before: by another installation
+        // that may still be waiting for them.
+        while (wiped->unmasked_turns.load() > own_counted_turns) {
+            ::sched_yield();
+        }
+    }
+}
 
 bool Host::caller_pass(const epoll_event* events, int n) {
     ++inner_passes_;
@@ -328,7 +409,7 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
     if (outer_epoll_fd_ < 0) {
         return CallerWait::not_served;
     }
-    const AsyncSignalsHeld signals_held;
+    AsyncSignalsHeld signals_held;
     std::unique_lock<std::mutex> lock(loop_mutex_);
     if (caller_waiting_ || stopping_ || stop_requested_.load() != 0) {
         return CallerWait::not_served;  // one caller at a time; the others block on their app end
@@ -386,8 +467,10 @@ Host::CallerWait Host::caller_wait(int app_fd, const std::function<bool()>& read
             timeout_ms = timeout_ms < 0 ? check_ms : std::min(timeout_ms, check_ms);
         }
         lock.unlock();
+        signals_held.before_sleep();
         const int n = ::epoll_pwait(epoll_fd_, events, 64, timeout_ms, signals_held.program_mask());
         const int wait_error = errno;
+        signals_held.after_sleep();
         lock.lock();
         if (caller_epoch_ != epoch) {
             superseded = true;  // the host thread took the loop back (watchdog, stop)

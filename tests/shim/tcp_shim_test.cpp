@@ -129,7 +129,8 @@ std::vector<Case> cases() {
     const std::vector<std::string> both = {"client-echo",  "server-accept", "nonblock-refused", "nonblock-connect",
                                            "peer-reset",   "shutdown-epipe", "options",         "epoll-mixed",
                                            "linger-zero",  "close-unread",  "dual-stack",     "exit-without-close",
-                                           "flags-before-swap", "fork-then-connect", "lazy-host-return", "blocking-waits", "write-order", "read-order", "exit-in-handler", "handler-io", "atexit-send"};
+                                           "flags-before-swap", "fork-then-connect", "lazy-host-return", "blocking-waits", "write-order", "read-order", "exit-in-handler", "handler-io", "atexit-send",
+                                           "handler-installed-late"};
     const std::vector<std::string> daemon_only = {"fork-accept", "daemonize", "sigkill", "exec-keeps"};
     std::vector<Case> out;
     for (const auto& s : both) {

@@ -344,6 +344,36 @@ void signal_ready() {
             peer_exit(n == 0, "expected EOF (FIN), got " + std::to_string(n));
         }
     }
+    if (role == "echoes") {
+        // `arg` connections at once, each echoed by a child of its own
+        // until EOF.
+        const int l = listen_on(g_kernel, g_port);
+        signal_ready();
+        const int count = std::atoi(arg.c_str());
+        std::vector<pid_t> children;
+        for (int i = 0; i < count; ++i) {
+            const int c = accept_one(l, 20);
+            const pid_t child = ::fork();
+            if (child == 0) {
+                char buf[4096];
+                for (;;) {
+                    const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+                    if (n <= 0) {
+                        std::_Exit(n == 0 ? 0 : 1);
+                    }
+                    write_all(c, buf, static_cast<size_t>(n));
+                }
+            }
+            ::close(c);
+            children.push_back(child);
+        }
+        bool ok = true;
+        for (const pid_t child : children) {
+            int status = 0;
+            ok = ::waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok;
+        }
+        peer_exit(ok, "an echo connection did not end with EOF");
+    }
     if (role == "delayed-echo") {
         // `arg` connections at once, each in a child of its own: every
         // chunk is echoed 300 ms after it arrived, until EOF.
@@ -1383,6 +1413,90 @@ void handler_io() {
     expect_peer_ok(peer, "both connections ended with EOF");
 }
 
+// A handler installed while another thread keeps working the loop. Until
+// a program's first handler, an inproc host's turns hold no signals back
+// (no handler can run in one); from the installation on they hold them
+// again, and the installation waits for the turns that did not. The
+// handler makes an echo round trip on a second connection: run inside a
+// turn of the thread it interrupted (which holds the loop's lock), nothing
+// would move that connection's bytes and it would wait out its limit.
+int g_late_fd = -1;
+std::atomic<int> g_late_handled{0};
+std::atomic<int> g_late_failed{0};
+void echo_in_handler(int) {
+    const int saved = errno;
+    char byte = 'h';
+    pollfd p{g_late_fd, POLLIN, 0};
+    if (::send(g_late_fd, &byte, 1, MSG_NOSIGNAL) == 1 && ::poll(&p, 1, 3000) == 1 &&
+        ::recv(g_late_fd, &byte, 1, 0) == 1 && byte == 'h') {
+        g_late_handled.fetch_add(1);
+    } else {
+        g_late_failed.fetch_add(1);
+    }
+    errno = saved;
+}
+
+void handler_installed_late() {
+    const pid_t peer = kernel_peer("echoes", "2");
+    const int fd = connect_to(g_kernel, g_port);
+    g_late_fd = connect_to(g_kernel, g_port);
+    std::atomic<bool> stop{false};
+    std::atomic<int> rounds{0};
+    std::atomic<bool> broken{false};
+    std::thread worker([&] {
+        // Echo rounds; a signal may interrupt either call (EINTR: SO_RCVTIMEO
+        // and SO_SNDTIMEO are set, SA_RESTART does not restart them).
+        while (!stop.load()) {
+            ssize_t n;
+            do {
+                n = ::send(fd, "x", 1, MSG_NOSIGNAL);
+            } while (n < 0 && errno == EINTR);
+            char byte = 0;
+            ssize_t m;
+            do {
+                m = ::recv(fd, &byte, 1, 0);
+            } while (m < 0 && errno == EINTR);
+            if (n != 1 || m != 1 || byte != 'x') {
+                broken.store(true);
+                return;
+            }
+            rounds.fetch_add(1);
+        }
+    });
+    const int64_t t0 = now_ms();
+    while (rounds.load() < 200 && !broken.load() && now_ms() - t0 < 10000) {
+        ::usleep(1000);
+    }
+    struct sigaction action {};
+    action.sa_handler = echo_in_handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    CHECK(::sigaction(SIGUSR1, &action, nullptr) == 0, "sigaction");
+    for (int i = 0; i < 40 && !broken.load() && g_late_failed.load() == 0; ++i) {
+        const int before = g_late_handled.load();
+        ::pthread_kill(worker.native_handle(), SIGUSR1);
+        const int64_t t1 = now_ms();
+        while (g_late_handled.load() == before && g_late_failed.load() == 0 && now_ms() - t1 < 5000) {
+            ::usleep(200);
+        }
+        ::usleep(static_cast<useconds_t>(100 * (i % 7)));  // land at different points of the rounds
+    }
+    const int after = rounds.load();
+    const int64_t t2 = now_ms();
+    while (rounds.load() < after + 100 && !broken.load() && now_ms() - t2 < 10000) {
+        ::usleep(1000);
+    }
+    stop.store(true);
+    worker.join();
+    CHECK(!broken.load(), "every echo round got its byte back");
+    CHECK(g_late_failed.load() == 0, "the handler's round trip never stalled");
+    CHECK(g_late_handled.load() == 40, "the handler ran once per signal");
+    CHECK(rounds.load() >= after + 100, "the rounds went on after the handler came");
+    ::close(fd);
+    ::close(g_late_fd);
+    expect_peer_ok(peer, "both echo connections ended with EOF");
+}
+
 struct Scenario {
     const char* name;
     void (*run)();
@@ -1398,6 +1512,7 @@ const Scenario scenarios[] = {
     {"fork-then-connect", fork_then_connect}, {"lazy-host-return", lazy_host_return},
     {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
     {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},      {"atexit-send", atexit_send},
+    {"handler-installed-late", handler_installed_late},
 };
 
 }  // namespace
