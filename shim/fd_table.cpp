@@ -48,6 +48,9 @@ void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
     e->replay_count = 0;
     e->creation_flags_hold = 0;
     e->kernel_side_used = 0;
+    e->pair_host_end = -1;
+    e->pair_in_epoll = e->pair_reuse_addr = e->pair_reuse_port = e->pair_timeouts = 0;
+    e->pair_app_inode = 0;
     for (LocalOption& o : e->local_options) {
         o = LocalOption{};
     }
@@ -88,6 +91,7 @@ void FdTable::copy(int from, int to) {
     dst->connect_completion_owed = src->connect_completion_owed;
     dst->replay_count = 0;
     dst->creation_flags_hold = 0;
+    dst->pair_host_end = -1;  // the shim makes a pair-backed socket a kernel one before any copy
     for (int i = 0; i < FdEntry::max_local_options; ++i) {
         dst->local_options[i] = src->local_options[i];
     }

@@ -5,8 +5,9 @@
 //   call we do not intercept). A socket call on it classifies it once.
 // - Kernel: a kernel fd the shim leaves alone.
 // - Candidate: an AF_INET/AF_INET6 socket created through socket(), still a
-//   kernel socket: bind/connect/listen/sendto decide whether it moves to
-//   ustack. Its options live in the kernel socket and are read back at the
+//   kernel socket (or, pair-backed, a spare socketpair's app end that only
+//   becomes one if a call needs it): bind/connect/listen/sendto decide
+//   whether it moves to ustack. Its options live in the kernel socket and are read back at the
 //   swap, unless the entry knows that nothing can have changed them since
 //   socket() (`creation_flags_hold`: a TCP client's usual life, eight
 //   syscalls saved per connection).
@@ -78,6 +79,17 @@ struct FdEntry {
     uint8_t created_nonblock = 0;
     uint8_t created_cloexec = 0;
     uint32_t fork_generation = 0;
+    // Pair-backed candidates (inproc, IPv4 TCP; see shim.cpp): the fd is a
+    // spare socketpair's app end from socket() on. The host end waits here
+    // for the bind, connect or listen that adopts the pair, or for the
+    // first call that needs the kernel socket after all (then made, with
+    // what was set so far). -1: a kernel socket, as always.
+    int32_t pair_host_end = -1;
+    uint8_t pair_in_epoll = 0;
+    uint8_t pair_reuse_addr = 0;
+    uint8_t pair_reuse_port = 0;
+    uint8_t pair_timeouts = 0;  // SO_RCVTIMEO / SO_SNDTIMEO set on the app end
+    uint64_t pair_app_inode = 0;
 
     FdKind get_kind() const { return static_cast<FdKind>(kind.load(std::memory_order_acquire)); }
 };

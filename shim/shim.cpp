@@ -557,6 +557,259 @@ FdEntry* ustack_entry(int fd) {
     return is_ustack(e) ? e : nullptr;
 }
 
+// ------------------------------------------------------------ pair-backed candidates
+//
+// With the host in this process, an IPv4 TCP socket is a spare socketpair's
+// app end from socket() on (Host::take_spare_for_socket). A bind, connect
+// or listen on ustack's side then adopts the pair (Host::caller_adopt):
+// no kernel socket made at socket() only to be replaced with dup3 and
+// closed. Until then the entry holds the host end. The calls that a fresh
+// socket answers as only a kernel socket does (getsockopt, a read or write
+// before connecting, a kernel address, dup, SCM_RIGHTS, most fcntl and
+// ioctl) first make it the kernel socket socket() would have made
+// (materialize_pair), with the flags and options set so far; from there on
+// it is an ordinary candidate. Not seen by the shim: a fresh socket's poll
+// readiness (POLLOUT, where Linux adds POLLHUP), and such a socket carried
+// across exec before any of those calls (the new image finds an app end
+// that its host has no socket for).
+
+int option_value(int level, int name, const void* value, socklen_t len, int64_t* out);
+void remember_for_replay(FdEntry& e, int level, int name, int64_t value);
+
+bool pair_backed(const FdEntry* e) {
+    return e != nullptr && e->get_kind() == FdKind::Candidate && e->pair_host_end >= 0;
+}
+
+// The entry's pair (the app end is the fd). Call with the table's lock held.
+host::Host::PairEnds pair_of(const FdEntry& e, int fd) {
+    host::Host::PairEnds pair;
+    pair.host_end = e.pair_host_end;
+    pair.app_end = fd;
+    pair.app_inode = static_cast<ino_t>(e.pair_app_inode);
+    pair.in_epoll = e.pair_in_epoll != 0;
+    return pair;
+}
+
+// The fd stops being the pair's app end (closed, replaced): its host end
+// leaves the host first, before the app end's hang-up could be an event.
+void release_pair(int fd, FdEntry& e) {
+    host::Host::PairEnds pair;
+    {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        if (e.pair_host_end < 0) {
+            return;
+        }
+        pair = pair_of(e, fd);
+        e.pair_host_end = -1;
+    }
+    if (host::Host* h = caller_host(); h != nullptr) {
+        h->release_spare_host_end(pair);
+    } else {
+        real.close(pair.host_end);  // a forked child's copy: the inner set is the parent's, left alone
+    }
+}
+
+void release_pair_if_backed(int fd) {
+    if (FdEntry* e = fd_table().get(fd, false); pair_backed(e)) {
+        release_pair(fd, *e);
+    }
+}
+
+// dup2/dup3 about to put a copy of oldfd at newfd: a pair-backed newfd's
+// host end goes first (unless the dup would fail and leave newfd as it is).
+void release_pair_replaced(int oldfd, int newfd) {
+    FdEntry* e = fd_table().get(newfd, false);
+    if (oldfd != newfd && pair_backed(e) && real.fcntl(oldfd, F_GETFD) >= 0) {
+        release_pair(newfd, *e);
+    }
+}
+
+// Before close_range or closefrom closes [first, last].
+void release_pairs_in_range(unsigned int first, unsigned int last) {
+    const unsigned int top = std::min<unsigned int>(last, FdTable::max_fd);
+    for (unsigned int fd = first; fd <= top; ++fd) {
+        if (fd_table().get(static_cast<int>(fd), false) == nullptr) {
+            fd |= FdTable::chunk_size - 1;  // a chunk never used
+            continue;
+        }
+        release_pair_if_backed(static_cast<int>(fd));
+    }
+}
+
+// socket(AF_INET, SOCK_STREAM) with the host in this process: a spare
+// pair's app end, at the fd socket() would have returned. -1: no spare
+// (the kernel socket, as before).
+int pair_backed_socket(host::Host& h, int type, uint32_t generation) {
+    auto pair = h.take_spare_for_socket();
+    if (!pair) {
+        return -1;
+    }
+    const bool cloexec = (type & SOCK_CLOEXEC) != 0;
+    const int fd = real.fcntl(pair->app_end, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+    real.close(pair->app_end);
+    FdEntry* e = fd >= 0 ? fd_table().get(fd, true) : nullptr;
+    if (e == nullptr) {
+        h.release_spare_host_end(*pair);
+        if (fd >= 0) {
+            real.close(fd);
+        }
+        return -1;
+    }
+    if ((type & SOCK_NONBLOCK) != 0) {
+        real.fcntl(fd, F_SETFL, O_NONBLOCK);
+    }
+    fd_table().set(fd, FdKind::Candidate, AF_INET, SOCK_STREAM);
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    e->created_nonblock = (type & SOCK_NONBLOCK) != 0 ? 1 : 0;
+    e->created_cloexec = cloexec ? 1 : 0;
+    e->fork_generation = generation;
+    e->creation_flags_hold = 1;
+    e->pair_host_end = pair->host_end;
+    e->pair_in_epoll = pair->in_epoll ? 1 : 0;
+    e->pair_app_inode = static_cast<uint64_t>(pair->app_inode);
+    return fd;
+}
+
+// Makes a pair-backed candidate the kernel socket socket() would have
+// made, with the file flags and options the program set on it so far.
+// 0, or -1 with errno (socket()'s: EMFILE, ENOBUFS...).
+int materialize_pair(int fd, FdEntry& e) {
+    const int s = real.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        return -1;
+    }
+    const int status = real.fcntl(fd, F_GETFL);
+    const int fd_flags = real.fcntl(fd, F_GETFD);
+    if (status >= 0 && (status & O_NONBLOCK) != 0) {
+        real.fcntl(s, F_SETFL, O_NONBLOCK);
+    }
+    bool reuse_addr = false;
+    bool reuse_port = false;
+    bool timeouts = false;
+    uint8_t count = 0;
+    FdEntry::ReplayOption replay[FdEntry::max_replay_options];
+    {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        reuse_addr = e.pair_reuse_addr != 0;
+        reuse_port = e.pair_reuse_port != 0;
+        timeouts = e.pair_timeouts != 0;
+        count = e.replay_count;
+        std::copy(e.replay, e.replay + count, replay);
+    }
+    const int one = 1;
+    if (reuse_addr) {
+        real.setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
+    if (reuse_port) {
+        real.setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
+    for (uint8_t i = 0; i < count; ++i) {
+        const int v = static_cast<int>(replay[i].value);  // the fast path records int options only
+        real.setsockopt(s, replay[i].level, replay[i].name, &v, sizeof v);
+    }
+    if (timeouts) {
+        for (const int option : {SO_RCVTIMEO, SO_SNDTIMEO}) {
+            timeval tv{};
+            socklen_t len = sizeof tv;
+            if (real.getsockopt(fd, SOL_SOCKET, option, &tv, &len) == 0) {
+                real.setsockopt(s, SOL_SOCKET, option, &tv, len);
+            }
+        }
+    }
+    release_pair(fd, e);
+    const int rc = real.dup3(s, fd, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC) != 0) ? O_CLOEXEC : 0);
+    const int err = errno;
+    real.close(s);
+    if (rc < 0) {
+        return set_errno(err);
+    }
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    e.creation_flags_hold = 0;  // options live in the kernel socket now: a swap reads them back
+    return 0;
+}
+
+// A call that needs the kernel socket: made now if the fd is pair-backed.
+// 0, or -1 with errno when it cannot be.
+int settle_pair(int fd) {
+    FdEntry* e = fd_table().get(fd, false);
+    if (!pair_backed(e)) {
+        return 0;
+    }
+    return materialize_pair(fd, *e);
+}
+
+// setsockopt on a pair-backed candidate without a kernel socket, for the
+// options a client sets before connecting (TCP_NODELAY, SO_REUSEADDR,
+// SO_REUSEPORT; the timeouts act on the app end, as after a swap).
+// nullopt: not one of them (the caller materializes).
+std::optional<int> pair_setsockopt(int fd, FdEntry& e, int level, int name, const void* value, socklen_t len) {
+    const bool flag = (level == IPPROTO_TCP && name == TCP_NODELAY) ||
+                      (level == SOL_SOCKET && (name == SO_REUSEADDR || name == SO_REUSEPORT));
+    if (flag) {
+        int64_t v = 0;
+        if (int err = option_value(level, name, value, len, &v); err != 0) {
+            return set_errno(err);
+        }
+        if (level == IPPROTO_TCP) {
+            remember_for_replay(e, level, name, v != 0 ? 1 : 0);
+        } else {
+            std::lock_guard<std::mutex> guard(fd_table().lock());
+            (name == SO_REUSEADDR ? e.pair_reuse_addr : e.pair_reuse_port) = v != 0 ? 1 : 0;
+        }
+        return 0;
+    }
+    if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO)) {
+        const int rc = real.setsockopt(fd, level, name, value, len);
+        if (rc == 0) {
+            std::lock_guard<std::mutex> guard(fd_table().lock());
+            e.pair_timeouts = 1;
+        }
+        return rc;
+    }
+    return std::nullopt;
+}
+
+// The swap of a pair-backed candidate: the host takes the pair the fd
+// already is. As swap_to_ustack.
+int adopt_pair(int fd, FdEntry& e, host::Host& h, SocketAction action, const Address& addr, int64_t argument,
+               int64_t* reply_value, uint32_t* reply_flags) {
+    Request request;
+    request.op = Op::Socket;
+    request.domain = AF_INET;
+    request.type = SOCK_STREAM;
+    request.action = action;
+    request.addr = htonl(addr.addr);
+    request.port = htons(addr.port);
+    request.value = argument;
+    host::Host::PairEnds pair;
+    {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        request.reuse_addr = e.pair_reuse_addr;
+        request.reuse_port = e.pair_reuse_port;
+        request.option_count = std::min<uint32_t>(e.replay_count, host::max_replayed_options);
+        for (uint32_t i = 0; i < request.option_count; ++i) {
+            request.options[i] = host::ReplayedOption{e.replay[i].level, e.replay[i].name, e.replay[i].value};
+        }
+        pair = pair_of(e, fd);
+    }
+    auto reply = h.caller_adopt(request, fd, pair);
+    if (!reply) {
+        return -2;  // the host is stopping: the caller goes the kernel socket's way
+    }
+    if (reply->error != 0) {
+        return set_errno(reply->error);  // the pair stays the fd's: another bind or connect may follow
+    }
+    fd_table().set(fd, FdKind::Ustack, AF_INET, SOCK_STREAM, action == SocketAction::Connect ? 1 : 0);
+    e.listening = action == SocketAction::Listen ? 1 : 0;
+    if (reply_value != nullptr) {
+        *reply_value = reply->value;
+    }
+    if (reply_flags != nullptr) {
+        *reply_flags = reply->flags;
+    }
+    return 0;
+}
+
 // ------------------------------------------------------------ the swap
 
 // Moves a candidate kernel socket to ustack: the host creates the socket
@@ -565,6 +818,16 @@ FdEntry* ustack_entry(int fd) {
 // app end (dup3), so a refused bind leaves the kernel socket untouched.
 int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr, int64_t argument = 0,
                    int64_t* reply_value = nullptr, uint32_t* reply_flags = nullptr) {
+    if (pair_backed(&e)) {
+        if (host::Host* h = caller_host(); h != nullptr) {
+            if (const int rc = adopt_pair(fd, e, *h, action, addr, argument, reply_value, reply_flags); rc != -2) {
+                return rc;
+            }
+        }
+        if (materialize_pair(fd, e) < 0) {  // a forked child, or the host stopping
+            return -1;
+        }
+    }
     int reuse_addr = 0;
     int reuse_port = 0;
     int rcvbuf = 0;  // 0: the host's default (TCP has no use for the kernel's figure)
@@ -1546,6 +1809,14 @@ int shim_socket(int domain, int type, int protocol) {
     // Before the socket exists: a fork from another thread in between
     // must count as one this socket may have been shared through.
     const uint32_t generation = fork_generation();
+    if (domain == AF_INET && (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM &&
+        (protocol == 0 || protocol == IPPROTO_TCP) && config().enabled) {
+        if (host::Host* h = caller_host(); h != nullptr) {
+            if (const int fd = pair_backed_socket(*h, type, generation); fd >= 0) {
+                return fd;
+            }
+        }
+    }
     int fd = real.socket(domain, type, protocol);
     if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
         // What an inproc host holds for later must not cost the program
@@ -1603,6 +1874,9 @@ int shim_bind(int fd, const sockaddr* addr, socklen_t len) {
         if (parse_address(addr, len, a) != 0 || a.unspec || a.v6_native ||
             (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_bind_address(a.addr) ||
             (a.v6_any && v6only(fd, *e)) || !can_move(*e)) {
+            if (settle_pair(fd) < 0) {
+                return -1;
+            }
             note_kernel_side_use(*e);
             const int rc = real.bind(fd, addr, len);
             if (rc == 0) {
@@ -1643,10 +1917,13 @@ int shim_connect(int fd, const sockaddr* addr, socklen_t len) {
         Address a;
         const int parsed = parse_address(addr, len, a);
         if (parsed == 0 && a.v6_native && !a.v6_loopback && !v6only(fd, *e)) {
-            return refuse_native_v6(ENETUNREACH);
+            return refuse_native_v6(ENETUNREACH);  // AF_INET6 only: never pair-backed
         }
         if (parsed != 0 || a.unspec || a.v6_native || a.v6_any ||
             (e->domain == AF_INET && addr->sa_family != AF_INET) || !ustack_destination(a.addr) || !can_move(*e)) {
+            if (settle_pair(fd) < 0) {
+                return -1;
+            }
             note_kernel_side_use(*e);
             const int rc = real.connect(fd, addr, len);
             if (rc == 0 || errno == EINPROGRESS) {
@@ -1719,6 +1996,9 @@ int shim_listen(int fd, int backlog) {
         return swap_to_ustack(fd, *e, SocketAction::Listen, Address{}, backlog);
     }
     if (e != nullptr && e->get_kind() == FdKind::Candidate) {
+        if (settle_pair(fd) < 0) {
+            return -1;
+        }
         note_kernel_side_use(*e);
         const int rc = real.listen(fd, backlog);
         if (rc == 0) {
@@ -1730,6 +2010,9 @@ int shim_listen(int fd, int backlog) {
 }
 
 int shim_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     FdEntry* e = socket_entry(fd);
     if (is_ustack(e)) {
         if (e->type != SOCK_STREAM) {
@@ -1741,6 +2024,9 @@ int shim_accept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
 }
 
 int shim_getsockname(int fd, sockaddr* addr, socklen_t* len) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     FdEntry* e = socket_entry(fd);
     if (!is_ustack(e)) {
         return real.getsockname(fd, addr, len);
@@ -1759,6 +2045,9 @@ int shim_getsockname(int fd, sockaddr* addr, socklen_t* len) {
 }
 
 int shim_getpeername(int fd, sockaddr* addr, socklen_t* len) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     FdEntry* e = socket_entry(fd);
     if (!is_ustack(e)) {
         return real.getpeername(fd, addr, len);
@@ -1782,6 +2071,14 @@ int shim_getpeername(int fd, sockaddr* addr, socklen_t* len) {
 
 int shim_setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
     FdEntry* e = socket_entry(fd);
+    if (pair_backed(e)) {
+        if (auto handled = pair_setsockopt(fd, *e, level, name, value, len)) {
+            return *handled;
+        }
+        if (materialize_pair(fd, *e) < 0) {
+            return -1;
+        }
+    }
     if (!is_ustack(e)) {
         const int rc = real.setsockopt(fd, level, name, value, len);
         if (level == SOL_SOCKET) {
@@ -1851,6 +2148,9 @@ int shim_setsockopt(int fd, int level, int name, const void* value, socklen_t le
 }
 
 int shim_getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     FdEntry* e = socket_entry(fd);
     if (!is_ustack(e)) {
         return real.getsockopt(fd, level, name, value, len);
@@ -1912,6 +2212,9 @@ int shim_getsockopt(int fd, int level, int name, void* value, socklen_t* len) {
 }
 
 int shim_shutdown(int fd, int how) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     FdEntry* e = socket_entry(fd);
     if (!is_ustack(e)) {
         return real.shutdown(fd, how);
@@ -1954,6 +2257,7 @@ int shim_shutdown(int fd, int how) {
 }
 
 int shim_close(int fd) {
+    release_pair_if_backed(fd);
     const bool ustack_fd = is_ustack(fd_table().get(fd, false));
     fd_table().clear(fd);
     if (host::Host* h = ustack_fd ? caller_host() : nullptr; h != nullptr) {
@@ -1963,6 +2267,9 @@ int shim_close(int fd) {
 }
 
 int shim_close_range(unsigned int first, unsigned int last, int flags) {
+    if ((flags & CLOSE_RANGE_CLOEXEC) == 0) {
+        release_pairs_in_range(first, last);
+    }
     const int rc = real.close_range != nullptr
                        ? real.close_range(first, last, flags)
                        : static_cast<int>(::syscall(SYS_close_range, first, last, flags));
@@ -1981,6 +2288,7 @@ int shim_close_range(unsigned int first, unsigned int last, int flags) {
 }
 
 void shim_closefrom(int lowfd) {
+    release_pairs_in_range(static_cast<unsigned int>(std::max(lowfd, 0)), ~0u);
     if (real.closefrom != nullptr) {
         real.closefrom(lowfd);
     } else {
@@ -1997,6 +2305,9 @@ void shim_closefrom(int lowfd) {
 }
 
 int shim_dup(int fd) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     const int rc = real.dup(fd);
     if (rc >= 0) {
         fd_table().copy(fd, rc);
@@ -2005,6 +2316,10 @@ int shim_dup(int fd) {
 }
 
 int shim_dup2(int oldfd, int newfd) {
+    if (settle_pair(oldfd) < 0) {
+        return -1;
+    }
+    release_pair_replaced(oldfd, newfd);
     const int rc = real.dup2(oldfd, newfd);
     if (rc >= 0 && oldfd != newfd) {
         host_must_look();  // newfd may have been an app end's last copy
@@ -2014,6 +2329,10 @@ int shim_dup2(int oldfd, int newfd) {
 }
 
 int shim_dup3(int oldfd, int newfd, int flags) {
+    if (settle_pair(oldfd) < 0) {
+        return -1;
+    }
+    release_pair_replaced(oldfd, newfd);
     const int rc = real.dup3(oldfd, newfd, flags);
     if (rc >= 0) {
         host_must_look();  // newfd may have been an app end's last copy
@@ -2061,6 +2380,9 @@ FdEntry* send_target(int fd, const sockaddr* dest, socklen_t dest_len, int* erro
 }
 
 ssize_t shim_sendto(int fd, const void* buf, size_t len, int flags, const sockaddr* addr, socklen_t alen) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     int error = 0;
     FdEntry* e = send_target(fd, addr, alen, &error);
     if (error != 0) {
@@ -2077,6 +2399,9 @@ ssize_t shim_sendto(int fd, const void* buf, size_t len, int flags, const sockad
 }
 
 ssize_t shim_send(int fd, const void* buf, size_t len, int flags) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     FdEntry* e = ustack_entry(fd);
     if (e == nullptr) {
         return real.send(fd, buf, len, flags);
@@ -2103,12 +2428,16 @@ void forget_creation_flags_of_passed_fds(const msghdr& msg) {
         for (size_t i = 0; i < count; ++i) {
             int passed = -1;
             std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+            (void)settle_pair(passed);  // another process gets the kernel socket, not a pair it cannot adopt
             forget_creation_flags(passed);
         }
     }
 }
 
 ssize_t shim_sendmsg(int fd, const msghdr* msg, int flags) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (msg == nullptr) {
         return real.sendmsg(fd, msg, flags);
     }
@@ -2129,6 +2458,9 @@ ssize_t shim_sendmsg(int fd, const msghdr* msg, int flags) {
 }
 
 int shim_sendmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (vec == nullptr || vlen == 0) {
         return real.sendmmsg(fd, vec, vlen, flags);
     }
@@ -2181,6 +2513,9 @@ FdEntry* tcp_entry_classify(int fd) {
 }
 
 ssize_t shim_recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* addr, socklen_t* alen) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (tcp_entry_classify(fd) != nullptr) {
         iovec v{buf, len};
         if (alen != nullptr) {
@@ -2197,6 +2532,9 @@ ssize_t shim_recvfrom(int fd, void* buf, size_t len, int flags, sockaddr* addr, 
 }
 
 ssize_t shim_recv(int fd, void* buf, size_t len, int flags) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (tcp_entry_classify(fd) != nullptr) {
         iovec v{buf, len};
         return tcp_recv(fd, &v, 1, flags, nullptr);
@@ -2210,6 +2548,9 @@ ssize_t shim_recv(int fd, void* buf, size_t len, int flags) {
 }
 
 ssize_t shim_recvmsg(int fd, msghdr* msg, int flags) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (msg != nullptr && tcp_entry_classify(fd) != nullptr) {
         int msg_flags = 0;
         const ssize_t n = tcp_recv(fd, msg->msg_iov, msg->msg_iovlen, flags, &msg_flags);
@@ -2240,6 +2581,9 @@ ssize_t shim_recvmsg(int fd, msghdr* msg, int flags) {
 }
 
 int shim_recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* timeout) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     FdEntry* e = vec == nullptr ? nullptr : udp_entry_classify(fd);
     if (e == nullptr) {
         // A TCP app end read this way blocks outside any caller's turn.
@@ -2269,6 +2613,9 @@ int shim_recvmmsg(int fd, mmsghdr* vec, unsigned int vlen, int flags, timespec* 
 }
 
 ssize_t shim_read(int fd, void* buf, size_t count) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (tcp_entry(fd) != nullptr) {
         iovec v{buf, count};
         return tcp_recv(fd, &v, 1, 0, nullptr);
@@ -2282,6 +2629,9 @@ ssize_t shim_read(int fd, void* buf, size_t count) {
 }
 
 ssize_t shim_readv(int fd, const iovec* iov, int iovcnt) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (iovcnt >= 0 && tcp_entry(fd) != nullptr) {
         return tcp_recv(fd, iov, static_cast<size_t>(iovcnt), 0, nullptr);
     }
@@ -2293,6 +2643,9 @@ ssize_t shim_readv(int fd, const iovec* iov, int iovcnt) {
 }
 
 ssize_t shim_write(int fd, const void* buf, size_t count) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (tcp_entry(fd) != nullptr) {
         iovec v{const_cast<void*>(buf), count};
         return tcp_send(fd, &v, 1, 0);
@@ -2306,6 +2659,9 @@ ssize_t shim_write(int fd, const void* buf, size_t count) {
 }
 
 ssize_t shim_writev(int fd, const iovec* iov, int iovcnt) {
+    if (settle_pair(fd) < 0) {  // a fresh socket answers as the kernel's
+        return -1;
+    }
     if (iovcnt >= 0 && tcp_entry(fd) != nullptr) {
         return tcp_send(fd, iov, static_cast<size_t>(iovcnt), 0);
     }
@@ -2342,6 +2698,11 @@ int shim_accept(int fd, sockaddr* addr, socklen_t* len) { return shim_accept4(fd
 
 int shim_fcntl(bool is64, int fd, int cmd, void* arg) {
     auto fn = is64 && real.fcntl64 != nullptr ? real.fcntl64 : real.fcntl;
+    // The file's own flags are the app end's as they would be the kernel
+    // socket's; a copy, an owner, a lease... are the kernel socket's.
+    if (cmd != F_GETFL && cmd != F_SETFL && cmd != F_GETFD && cmd != F_SETFD && settle_pair(fd) < 0) {
+        return -1;
+    }
     if (cmd == F_SETFL || cmd == F_SETFD) {
         forget_creation_flags(fd);
     }
@@ -2359,6 +2720,9 @@ int shim_ioctl(int fd, unsigned long request, void* arg) {
             std::memcpy(arg, &size, sizeof size);
             return 0;
         }
+    }
+    if (request != FIONBIO && settle_pair(fd) < 0) {
+        return -1;
     }
     // FIONBIO and the rest act on the app end as on any fd.
     forget_creation_flags(fd);

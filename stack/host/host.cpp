@@ -501,6 +501,14 @@ void Host::handle_event(const epoll_event& event, Instant now, bool& read_device
     case tag_socket: {
         auto it = sockets_.find(fd);
         if (it == sockets_.end()) {
+            // A spare pair's host end, registered ahead, that no socket
+            // has yet (a pair-backed candidate's app end written to behind
+            // the shim's back): silenced until a socket takes it.
+            epoll_event quiet{};
+            quiet.data.u64 = make_tag(tag_socket, fd);
+            if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &quiet) == 0) {
+                silenced_host_ends_.insert(fd);
+            }
             break;
         }
         HostSocket& socket = *it->second;
@@ -991,6 +999,19 @@ bool Host::take_spare_pair(int domain, int type, PairEnds& pair) {
     return pair.host_end >= 0;
 }
 
+std::optional<Host::PairEnds> Host::take_spare_for_socket() {
+    PairEnds pair;
+    if (!take_spare_pair(AF_INET, SOCK_STREAM, pair)) {
+        return std::nullopt;
+    }
+    return pair;
+}
+
+void Host::release_spare_host_end(const PairEnds& pair) {
+    forget_pair_registration(pair);
+    retire_fd(pair.host_end);
+}
+
 void Host::read_fd_limit() {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
@@ -1144,7 +1165,8 @@ void Host::register_socket(std::unique_ptr<HostSocket> socket, const PairEnds& p
     by_app_inode_[pair.app_inode] = host_end;
     app_inode_of_[host_end] = pair.app_inode;
     if (pair.in_epoll) {
-        registered_events_[host_end] = EPOLLIN;  // sync_events changes it from there
+        // sync_events changes it from there (from nothing, if silenced).
+        registered_events_[host_end] = silenced_host_ends_.erase(host_end) != 0 ? 0u : uint32_t{EPOLLIN};
     }
     created_socket_ = socket.get();
     if (config_.log >= LogLevel::Debug) {
@@ -1206,7 +1228,10 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
         return error_reply(error);
     };
     PairEnds pair;
-    if (int err = open_pair(request.domain, request.type, pair); err < 0) {
+    const bool adopting = adopting_ != nullptr;  // the program's fd is the app end already
+    if (adopting) {
+        pair = *adopting_;
+    } else if (int err = open_pair(request.domain, request.type, pair); err < 0) {
         return give_up(-err);
     }
     const int app_end = pair.app_end;
@@ -1214,9 +1239,13 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
                                                   request.domain, connection.uid, connection.pid,
                                                   TcpHostSocket::Role::Unconnected, tcp_scratch_);
     auto drop = [&](int error) {
-        forget_pair_registration(pair);
-        ::close(app_end);
-        return error_reply(error);  // the socket's destructor aborts the engine socket and closes the host end
+        if (adopting) {
+            (void)socket->release_host_fd();  // the pair stays the program's, for its next try
+        } else {
+            forget_pair_registration(pair);
+            ::close(app_end);
+        }
+        return error_reply(error);  // the socket's destructor aborts the engine socket (and closes our host end)
     };
     // Options the program set on its kernel socket first, in order.
     if (auto r = socket->set_option(now, SOL_SOCKET, SO_REUSEADDR, request.reuse_addr); !r) {
@@ -1254,7 +1283,7 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
         break;
     }
     register_socket(std::move(socket), pair);
-    fd_out = app_end;
+    fd_out = adopting ? -1 : app_end;
     return reply;
 }
 

@@ -145,6 +145,33 @@ public:
     // back in fd_out, owned by the caller.
     // nullopt: not inproc, or the host is stopping (use the control socket).
     std::optional<Reply> caller_call(Request request, int app_fd, std::string* text, int* fd_out);
+
+    // A socketpair for a socket: the host end (non-blocking, named for
+    // exec'd programs), the app end and its inode. `in_epoll`: the host
+    // end is in the inner set already, watched for EPOLLIN (the host
+    // thread registers spares as it makes them: an EPOLL_CTL_ADD was
+    // ~3 % of crr's app thread over AF_PACKET, bench/ANALYSIS.md).
+    struct PairEnds {
+        int host_end = -1;
+        int app_end = -1;
+        ino_t app_inode = 0;
+        bool in_epoll = false;
+    };
+    // Socket-first (the shim's pair-backed candidates): an IPv4 TCP socket
+    // the program creates takes a spare pair at socket(), its fd the app
+    // end from the start, so that a bind, connect or listen on ustack's
+    // side makes no kernel socket only to throw it away (socket, dup3,
+    // close and the host thread's close of it: ~5 % of crr's app thread).
+    // A spare pair, the caller's from now on (nullopt: none left).
+    std::optional<PairEnds> take_spare_for_socket();
+    // The host socket for such a pair: `request` is the Socket call a swap
+    // makes (bind, connect or listen), `app_fd` the program's fd, which is
+    // the app end. On an error the pair stays the caller's, unchanged.
+    std::optional<Reply> caller_adopt(const Request& request, int app_fd, const PairEnds& pair);
+    // The host end of a pair that will never get its host socket: out of
+    // the inner set, closed off the app's thread. Call it before the app
+    // end's last copy goes (its hang-up would be an event for nobody).
+    void release_spare_host_end(const PairEnds& pair);
     // close() of a ustack fd on the calling thread: `close_fd` closes it;
     // if that was the last copy, the hang-up is handled on this thread
     // (the FIN leaves now) instead of waking the host thread for it.
@@ -233,17 +260,6 @@ private:
     Reply serve_call(ControlConnection& connection, Request& request, int passed_fd, std::string& text, int& fd_out);
     Reply create_socket(ControlConnection& connection, const Request& request, int& fd_out);
     Reply create_tcp_socket(ControlConnection& connection, const Request& request, int& fd_out);
-    // A socketpair for a socket: the host end (non-blocking, named for
-    // exec'd programs), the app end and its inode. `in_epoll`: the host
-    // end is in the inner set already, watched for EPOLLIN (the host
-    // thread registers spares as it makes them: an EPOLL_CTL_ADD was
-    // ~3 % of crr's app thread over AF_PACKET, bench/ANALYSIS.md).
-    struct PairEnds {
-        int host_end = -1;
-        int app_end = -1;
-        ino_t app_inode = 0;
-        bool in_epoll = false;
-    };
     // A named socketpair for a new socket (a spare one when there is one),
     // or -errno.
     int open_pair(int domain, int type, PairEnds& pair);
@@ -362,6 +378,12 @@ private:
     std::optional<ControlConnection> caller_connection_;
     bool serving_caller_ = false;  // inside caller_call: a connect's filler waits for its end
     HostSocket* created_socket_ = nullptr;  // the last one register_socket() made (caller_call)
+    const PairEnds* adopting_ = nullptr;    // caller_adopt: the pair the Socket call uses, app end its app_fd
+    // Host ends of spare pairs an event came for before any socket had
+    // them (a program's sendfile into a fresh socket, say): silenced
+    // (events 0), so that a level-triggered event does not spin the loop;
+    // a socket that takes one later has it watched again.
+    std::unordered_set<int> silenced_host_ends_;
     int closing_host_fd_ = -1;     // inside caller_close: the host end of the socket the app closed
     // Disables the host thread's watch unless a waiting caller already
     // did; returns whether this call did (then it must enable it again).

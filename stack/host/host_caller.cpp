@@ -358,6 +358,18 @@ std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string*
     return reply;
 }
 
+std::optional<Reply> Host::caller_adopt(const Request& request, int app_fd, const PairEnds& pair) {
+    if (request.op != Op::Socket || request.type != SOCK_STREAM) {
+        return std::nullopt;
+    }
+    PairEnds adopted = pair;
+    adopted.app_end = app_fd;
+    adopting_ = &adopted;
+    auto reply = caller_call(request, app_fd, nullptr, nullptr);
+    adopting_ = nullptr;
+    return reply;
+}
+
 int Host::caller_close(int app_fd, const std::function<int()>& close_fd) {
     if (outer_epoll_fd_ < 0) {
         return close_fd();

@@ -94,6 +94,9 @@ public:
     bool finished() const override { return closed_; }
     // A finished socket whose app end is gone: hands over the host end,
     // for the host to close when it suits (-1: the destructor closes it).
+    // The host end back to whoever gave it (a pair the shim keeps after a
+    // failed adoption, Host::caller_adopt): the destructor leaves it open.
+    int release_host_fd() { return std::exchange(fd_, -1); }
     int take_host_fd_if_app_gone() {
         if (!app_hung_up_ || fd_ < 0) {
             return -1;

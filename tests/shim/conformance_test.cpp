@@ -94,6 +94,14 @@ const std::vector<ConformanceCase>& cases() {
          {},
          {"a send -> EPIPE", "a read (blocking) -> ENOTCONN", "l send -> EPIPE", "l read (blocking) -> ENOTCONN",
           "b send (connected through twin) -> ok"}},
+        {"FreshTcpSocketBeforeConnect",
+         "fresh-socket",
+         {},
+         {"a is the lowest free fd -> yes", "a send -> EPIPE", "a recv MSG_DONTWAIT -> ENOTCONN",
+          "a getpeername -> ENOTCONN", "b TCP_NODELAY after connect -> 1", "b SO_REUSEADDR after connect -> 1",
+          "e recv (the peer sends nothing) -> EAGAIN", "f connect PEER:9001 -> EINPROGRESS",
+          "i bind SELF:5700 (h has it) -> EADDRINUSE", "i send -> ok", "i recv (the peer closes on EOF) = 0 -> ok", "k send (connected through k2) -> ok",
+          "m connect 127.0.0.1:9 (the kernel's loopback, closed) -> ECONNREFUSED", "j (now n) send -> EPIPE"}},
     };
     return all;
 }

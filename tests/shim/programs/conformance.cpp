@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -852,6 +853,127 @@ void unconnected_io() {
     }
 }
 
+std::string int_option(int fd, int level, int name) {
+    int value = -1;
+    socklen_t len = sizeof value;
+    if (::getsockopt(fd, level, name, &value, &len) < 0) {
+        return errno_name(errno);
+    }
+    return std::to_string(value);
+}
+
+// What a TCP socket answers between socket() and its connect, bind or
+// listen. Under an inproc host such a socket is a spare socketpair's app
+// end until one of those adopts it, or until a call that only the kernel
+// socket answers makes it one (shim.cpp, pair-backed candidates): every
+// line must read as the kernel's.
+void fresh_socket() {
+    say("# a connection first: an inproc host runs from here on, with spare pairs");
+    const int w = tcp_socket();
+    timeouts(w, 5);
+    step("w connect PEER:9001", connect_to(w, g_peer, hold_port));
+    ::close(w);
+    ::usleep(100000);
+
+    say("# the lowest free fd");
+    const int probe = ::dup(0);
+    ::close(probe);
+    const int a = tcp_socket();
+    say(std::string("a is the lowest free fd -> ") + (a == probe ? "yes" : "no"));
+    say("# before any connect");
+    char c = 'x';
+    step("a send", static_cast<int>(::send(a, &c, 1, MSG_NOSIGNAL)));
+    step("a recv MSG_DONTWAIT", static_cast<int>(::recv(a, &c, 1, MSG_DONTWAIT)));
+    step("a shutdown SHUT_WR", ::shutdown(a, SHUT_WR));
+    step("a accept", ::accept(a, nullptr, nullptr));
+    sockaddr_in name{};
+    socklen_t len = sizeof name;
+    step("a getsockname", ::getsockname(a, reinterpret_cast<sockaddr*>(&name), &len));
+    say("a local " + to_string(name));
+    len = sizeof name;
+    step("a getpeername", ::getpeername(a, reinterpret_cast<sockaddr*>(&name), &len));
+    say("a SO_TYPE -> " + int_option(a, SOL_SOCKET, SO_TYPE));
+    say("a SO_ERROR -> " + so_error(a));
+    step("a close", ::close(a));
+
+    say("# options set before connect, read back before and after");
+    const int b = tcp_socket();
+    step("b TCP_NODELAY 1", set_flag(b, IPPROTO_TCP, TCP_NODELAY));
+    step("b SO_REUSEADDR 1", set_flag(b, SOL_SOCKET, SO_REUSEADDR));
+    step("b TCP_NODELAY short", ::setsockopt(b, IPPROTO_TCP, TCP_NODELAY, &c, 1));
+    say("b TCP_NODELAY -> " + int_option(b, IPPROTO_TCP, TCP_NODELAY));
+    say("b SO_REUSEADDR -> " + int_option(b, SOL_SOCKET, SO_REUSEADDR));
+    timeouts(b, 5);
+    step("b connect PEER:9001", connect_to(b, g_peer, hold_port));
+    say("b TCP_NODELAY after connect -> " + int_option(b, IPPROTO_TCP, TCP_NODELAY));
+    say("b SO_REUSEADDR after connect -> " + int_option(b, SOL_SOCKET, SO_REUSEADDR));
+
+    const int d = tcp_socket();
+    step("d TCP_NODELAY 1", set_flag(d, IPPROTO_TCP, TCP_NODELAY));
+    timeouts(d, 5);
+    step("d connect PEER:9001", connect_to(d, g_peer, hold_port));
+    say("d TCP_NODELAY after connect -> " + int_option(d, IPPROTO_TCP, TCP_NODELAY));
+    timeval short_wait{0, 200000};
+    step("d SO_RCVTIMEO 200 ms", ::setsockopt(d, SOL_SOCKET, SO_RCVTIMEO, &short_wait, sizeof short_wait));
+    step("d recv (the peer sends nothing)", static_cast<int>(::recv(d, &c, 1, 0)));
+
+    const int e = tcp_socket();
+    timeval wait_e{0, 200000};
+    step("e SO_RCVTIMEO 200 ms before connect", ::setsockopt(e, SOL_SOCKET, SO_RCVTIMEO, &wait_e, sizeof wait_e));
+    step("e connect PEER:9001", connect_to(e, g_peer, hold_port));
+    step("e recv (the peer sends nothing)", static_cast<int>(::recv(e, &c, 1, 0)));
+
+    say("# flags before connect");
+    const int f = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    say(std::string("f O_NONBLOCK -> ") + ((::fcntl(f, F_GETFL) & O_NONBLOCK) != 0 ? "set" : "clear"));
+    say(std::string("f FD_CLOEXEC -> ") + ((::fcntl(f, F_GETFD) & FD_CLOEXEC) != 0 ? "set" : "clear"));
+    step("f connect PEER:9001", connect_to(f, g_peer, hold_port));
+    pollfd pf{f, POLLOUT, 0};
+    const int polled = ::poll(&pf, 1, 5000);
+    say("f poll -> " + std::to_string(polled) + " " + poll_names(pf.revents));
+    say("f SO_ERROR -> " + so_error(f));
+    const int g = tcp_socket();
+    int on = 1;
+    step("g FIONBIO", ::ioctl(g, FIONBIO, &on));
+    step("g connect PEER:9001", connect_to(g, g_peer, hold_port));
+
+    say("# a failed bind leaves the socket as it was");
+    const int h = tcp_socket();
+    step("h bind SELF:5700", bind_to(h, g_self, 5700));
+    const int i = tcp_socket();
+    step("i bind SELF:5700 (h has it)", bind_to(i, g_self, 5700));
+    timeouts(i, 5);
+    step("i connect PEER:9001", connect_to(i, g_peer, hold_port));
+    step("i send", static_cast<int>(::send(i, &c, 1, MSG_NOSIGNAL)));
+    step("i shutdown SHUT_WR", ::shutdown(i, SHUT_WR));
+    const int got = static_cast<int>(::recv(i, &c, 1, 0));
+    step("i recv (the peer closes on EOF) = " + std::to_string(got), got);
+    const int l = tcp_socket();
+    step("l bind SELF:5701", bind_to(l, g_self, 5701));
+    step("l listen", ::listen(l, 4));
+    step("l bind again SELF:5702", bind_to(l, g_self, 5702));
+
+    say("# what only the kernel socket answers, then connect");
+    const int j = tcp_socket();
+    step("j SO_KEEPALIVE 1", set_flag(j, SOL_SOCKET, SO_KEEPALIVE));
+    timeouts(j, 5);
+    step("j connect PEER:9001", connect_to(j, g_peer, hold_port));
+    say("j SO_KEEPALIVE -> " + int_option(j, SOL_SOCKET, SO_KEEPALIVE));
+    const int k = tcp_socket();
+    const int k2 = ::dup(k);
+    timeouts(k2, 5);
+    step("k2 (a dup of k) connect PEER:9001", connect_to(k2, g_peer, hold_port));
+    step("k send (connected through k2)", static_cast<int>(::send(k, &c, 1, MSG_NOSIGNAL)));
+    const int m = tcp_socket();
+    step("m connect 127.0.0.1:9 (the kernel's loopback, closed)", connect_to(m, "127.0.0.1", 9));
+    const int n = tcp_socket();
+    step("n dup2 over j", ::dup2(n, j));
+    step("j (now n) send", static_cast<int>(::send(j, &c, 1, MSG_NOSIGNAL)));
+    for (const int fd : {b, d, e, f, g, h, i, l, j, k, k2, m, n}) {
+        ::close(fd);
+    }
+}
+
 struct Scenario {
     const char* name;
     void (*run)();
@@ -869,6 +991,7 @@ constexpr Scenario scenarios[] = {
     {"tw-quirk", tw_quirk},
     {"sigkill-restart", sigkill_restart},
     {"unconnected-io", unconnected_io},
+    {"fresh-socket", fresh_socket},
 };
 
 }  // namespace
