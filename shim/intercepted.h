@@ -55,6 +55,7 @@
     X(ssize_t, __recvfrom_chk,                                                                                  \
       (int fd, void* buf, size_t len, size_t buflen, int flags, struct sockaddr* addr, socklen_t* alen),        \
       (fd, buf, len, buflen, flags, addr, alen))                                                                \
+    X(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event* event), (epfd, op, fd, event))          \
     USTACK_INTERCEPTED_WAITS(X)
 
 // The program's own waits: only watched (the inproc host's thread must

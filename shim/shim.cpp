@@ -22,6 +22,7 @@
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -576,8 +577,12 @@ FdEntry* ustack_entry(int fd) {
 int option_value(int level, int name, const void* value, socklen_t len, int64_t* out);
 void remember_for_replay(FdEntry& e, int level, int name, int64_t value);
 
+// A forked child's pair-backed fd: its copy of the host end was closed at
+// the fork (after_fork_in_child); it can only become a kernel socket.
+constexpr int32_t pair_orphaned = -2;
+
 bool pair_backed(const FdEntry* e) {
-    return e != nullptr && e->get_kind() == FdKind::Candidate && e->pair_host_end >= 0;
+    return e != nullptr && e->get_kind() == FdKind::Candidate && e->pair_host_end != -1;
 }
 
 // The entry's pair (the app end is the fd). Call with the table's lock held.
@@ -590,17 +595,30 @@ host::Host::PairEnds pair_of(const FdEntry& e, int fd) {
     return pair;
 }
 
-// The fd stops being the pair's app end (closed, replaced): its host end
-// leaves the host first, before the app end's hang-up could be an event.
-void release_pair(int fd, FdEntry& e) {
-    host::Host::PairEnds pair;
-    {
-        std::lock_guard<std::mutex> guard(fd_table().lock());
-        if (e.pair_host_end < 0) {
-            return;
-        }
-        pair = pair_of(e, fd);
-        e.pair_host_end = -1;
+// Takes the pair out of the entry: one thread adopts, materializes or
+// releases it, and a racing call on the same fd sees an ordinary candidate.
+// nullopt: not pair-backed (any more).
+std::optional<host::Host::PairEnds> claim_pair(int fd, FdEntry& e) {
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    if (e.get_kind() != FdKind::Candidate || e.pair_host_end == -1) {
+        return std::nullopt;
+    }
+    host::Host::PairEnds pair = pair_of(e, fd);
+    e.pair_host_end = -1;
+    return pair;
+}
+
+// A claim that came to nothing (an adoption refused, no fd for the kernel socket).
+void unclaim_pair(FdEntry& e, const host::Host::PairEnds& pair) {
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    e.pair_host_end = pair.host_end;
+}
+
+// A claimed pair's host end leaves the host, before the app end's last
+// copy goes (its hang-up would be an event for no socket).
+void release_claimed(const host::Host::PairEnds& pair) {
+    if (pair.host_end < 0) {
+        return;  // orphaned: closed at the fork
     }
     if (host::Host* h = caller_host(); h != nullptr) {
         h->release_spare_host_end(pair);
@@ -611,7 +629,9 @@ void release_pair(int fd, FdEntry& e) {
 
 void release_pair_if_backed(int fd) {
     if (FdEntry* e = fd_table().get(fd, false); pair_backed(e)) {
-        release_pair(fd, *e);
+        if (auto pair = claim_pair(fd, *e)) {
+            release_claimed(*pair);
+        }
     }
 }
 
@@ -620,7 +640,24 @@ void release_pair_if_backed(int fd) {
 void release_pair_replaced(int oldfd, int newfd) {
     FdEntry* e = fd_table().get(newfd, false);
     if (oldfd != newfd && pair_backed(e) && real.fcntl(oldfd, F_GETFD) >= 0) {
-        release_pair(newfd, *e);
+        release_pair_if_backed(newfd);
+    }
+}
+
+// In a forked child (one thread, the table's lock possibly held by a thread
+// that is gone): the parent's pairs must not be kept open by our copies of
+// their host ends, nor adopted by a host of our own.
+void orphan_pairs_in_child() {
+    for (int fd = 0; fd <= FdTable::max_fd; ++fd) {
+        FdEntry* e = fd_table().get(fd, false);
+        if (e == nullptr) {
+            fd |= FdTable::chunk_size - 1;  // a chunk never used
+            continue;
+        }
+        if (e->get_kind() == FdKind::Candidate && e->pair_host_end >= 0) {
+            real.close(e->pair_host_end);
+            e->pair_host_end = pair_orphaned;
+        }
     }
 }
 
@@ -674,14 +711,34 @@ int pair_backed_socket(host::Host& h, int type, uint32_t generation) {
 // made, with the file flags and options the program set on it so far.
 // 0, or -1 with errno (socket()'s: EMFILE, ENOBUFS...).
 int materialize_pair(int fd, FdEntry& e) {
-    const int s = real.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    auto claimed = claim_pair(fd, e);
+    if (!claimed) {
+        return 0;  // another thread adopted or materialized it
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_ino != claimed->app_inode) {
+        // Not the pair's app end any more (closed where the shim cannot
+        // see, as fclose(fdopen()) does, and the number reused): a stale
+        // entry, never a dup3 over someone's file.
+        release_claimed(*claimed);
+        fd_table().clear(fd);
+        return 0;
+    }
+    int s = real.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0 && (errno == EMFILE || errno == ENFILE)) {
+        if (host::Host* h = caller_host(); h != nullptr && h->release_reserved_fds()) {
+            s = real.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        }
+    }
     if (s < 0) {
-        return -1;
+        const int err = errno;
+        unclaim_pair(e, *claimed);
+        return set_errno(err);
     }
     const int status = real.fcntl(fd, F_GETFL);
     const int fd_flags = real.fcntl(fd, F_GETFD);
-    if (status >= 0 && (status & O_NONBLOCK) != 0) {
-        real.fcntl(s, F_SETFL, O_NONBLOCK);
+    if (status >= 0) {
+        real.fcntl(s, F_SETFL, status);  // O_NONBLOCK, O_ASYNC...
     }
     bool reuse_addr = false;
     bool reuse_port = false;
@@ -716,7 +773,7 @@ int materialize_pair(int fd, FdEntry& e) {
             }
         }
     }
-    release_pair(fd, e);
+    release_claimed(*claimed);
     const int rc = real.dup3(s, fd, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC) != 0) ? O_CLOEXEC : 0);
     const int err = errno;
     real.close(s);
@@ -770,7 +827,8 @@ std::optional<int> pair_setsockopt(int fd, FdEntry& e, int level, int name, cons
 }
 
 // The swap of a pair-backed candidate: the host takes the pair the fd
-// already is. As swap_to_ustack.
+// already is. As swap_to_ustack; -2: make the kernel socket and swap that
+// (orphaned, or the host stopping), -3: not pair-backed any more.
 int adopt_pair(int fd, FdEntry& e, host::Host& h, SocketAction action, const Address& addr, int64_t argument,
                int64_t* reply_value, uint32_t* reply_flags) {
     Request request;
@@ -781,7 +839,6 @@ int adopt_pair(int fd, FdEntry& e, host::Host& h, SocketAction action, const Add
     request.addr = htonl(addr.addr);
     request.port = htons(addr.port);
     request.value = argument;
-    host::Host::PairEnds pair;
     {
         std::lock_guard<std::mutex> guard(fd_table().lock());
         request.reuse_addr = e.pair_reuse_addr;
@@ -790,14 +847,22 @@ int adopt_pair(int fd, FdEntry& e, host::Host& h, SocketAction action, const Add
         for (uint32_t i = 0; i < request.option_count; ++i) {
             request.options[i] = host::ReplayedOption{e.replay[i].level, e.replay[i].name, e.replay[i].value};
         }
-        pair = pair_of(e, fd);
     }
-    auto reply = h.caller_adopt(request, fd, pair);
-    if (!reply) {
-        return -2;  // the host is stopping: the caller goes the kernel socket's way
+    auto claimed = claim_pair(fd, e);
+    if (!claimed) {
+        return -3;  // another thread materialized it meanwhile: an ordinary candidate
     }
-    if (reply->error != 0) {
-        return set_errno(reply->error);  // the pair stays the fd's: another bind or connect may follow
+    if (claimed->host_end < 0) {
+        unclaim_pair(e, *claimed);
+        return -2;  // orphaned at a fork: the kernel socket's way
+    }
+    auto reply = h.caller_adopt(request, fd, *claimed);
+    if (!reply || reply->error != 0) {
+        unclaim_pair(e, *claimed);  // the pair stays the fd's: another bind or connect may follow
+        if (!reply) {
+            return -2;  // the host is stopping: the kernel socket's way
+        }
+        return set_errno(reply->error);
     }
     fd_table().set(fd, FdKind::Ustack, AF_INET, SOCK_STREAM, action == SocketAction::Connect ? 1 : 0);
     e.listening = action == SocketAction::Listen ? 1 : 0;
@@ -819,12 +884,14 @@ int adopt_pair(int fd, FdEntry& e, host::Host& h, SocketAction action, const Add
 int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr, int64_t argument = 0,
                    int64_t* reply_value = nullptr, uint32_t* reply_flags = nullptr) {
     if (pair_backed(&e)) {
+        int rc = -2;
         if (host::Host* h = caller_host(); h != nullptr) {
-            if (const int rc = adopt_pair(fd, e, *h, action, addr, argument, reply_value, reply_flags); rc != -2) {
-                return rc;
-            }
+            rc = adopt_pair(fd, e, *h, action, addr, argument, reply_value, reply_flags);
         }
-        if (materialize_pair(fd, e) < 0) {  // a forked child, or the host stopping
+        if (rc != -2 && rc != -3) {
+            return rc;
+        }
+        if (rc == -2 && materialize_pair(fd, e) < 0) {  // a forked child, or the host stopping
             return -1;
         }
     }
@@ -2267,7 +2334,7 @@ int shim_close(int fd) {
 }
 
 int shim_close_range(unsigned int first, unsigned int last, int flags) {
-    if ((flags & CLOSE_RANGE_CLOEXEC) == 0) {
+    if ((flags & ~CLOSE_RANGE_UNSHARE) == 0 && first <= last) {  // else nothing is closed
         release_pairs_in_range(first, last);
     }
     const int rc = real.close_range != nullptr
@@ -2332,7 +2399,9 @@ int shim_dup3(int oldfd, int newfd, int flags) {
     if (settle_pair(oldfd) < 0) {
         return -1;
     }
-    release_pair_replaced(oldfd, newfd);
+    if ((flags & ~O_CLOEXEC) == 0) {  // else EINVAL, newfd untouched
+        release_pair_replaced(oldfd, newfd);
+    }
     const int rc = real.dup3(oldfd, newfd, flags);
     if (rc >= 0) {
         host_must_look();  // newfd may have been an app end's last copy
@@ -2696,6 +2765,18 @@ ssize_t shim___recvfrom_chk(int fd, void* buf, size_t len, size_t buflen, int fl
 
 int shim_accept(int fd, sockaddr* addr, socklen_t* len) { return shim_accept4(fd, addr, len, 0); }
 
+// A pair-backed socket added to an epoll set before it connects (nginx's
+// upstream connections): a later materialize would replace the file under
+// the registration (dup3 drops it), so it becomes the kernel socket first,
+// as every fresh socket was before pair-backed ones. (A candidate that then
+// moves to ustack is replaced all the same: register after connecting.)
+int shim_epoll_ctl(int epfd, int op, int fd, epoll_event* event) {
+    if (op == EPOLL_CTL_ADD && settle_pair(fd) < 0) {
+        return -1;
+    }
+    return real.epoll_ctl(epfd, op, fd, event);
+}
+
 int shim_fcntl(bool is64, int fd, int cmd, void* arg) {
     auto fn = is64 && real.fcntl64 != nullptr ? real.fcntl64 : real.fcntl;
     // The file's own flags are the app end's as they would be the kernel
@@ -2752,6 +2833,7 @@ void after_fork_in_parent() {
 }
 
 void after_fork_in_child() {
+    orphan_pairs_in_child();
     if (inproc.load() != nullptr) {
         inproc_host_elsewhere.store(true);
     }
@@ -2880,6 +2962,7 @@ bool shim_active();
 #define USTACK_WRAPPER_recvmsg USTACK_WRAPPER
 #define USTACK_WRAPPER_recvmmsg USTACK_WRAPPER
 #define USTACK_WRAPPER_read USTACK_WRAPPER
+#define USTACK_WRAPPER_epoll_ctl USTACK_WRAPPER
 #define USTACK_WRAPPER_readv USTACK_WRAPPER
 #define USTACK_WRAPPER_write USTACK_WRAPPER
 #define USTACK_WRAPPER_writev USTACK_WRAPPER

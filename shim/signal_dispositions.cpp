@@ -78,6 +78,10 @@ Handler call_signal(std::atomic<SignalFn>& slot, const char* name, int sig, Hand
 }
 }  // namespace
 
+// Resolved before main (sigaction is async-signal-safe; dlsym, at a first
+// call from a handler or a forked child, is not).
+__attribute__((constructor)) void resolve_sigaction() { (void)resolved(real_sigaction, "sigaction"); }
+
 bool program_has_signal_handlers() {
     SigactionFn real = resolved(real_sigaction, "sigaction");
     if (real == nullptr) {
@@ -118,6 +122,7 @@ extern "C" int ustack_wrap___sigaction(int sig, const struct sigaction* act, str
 #define USTACK_SIGNAL_WRAPPER(name)                                                                  \
     namespace {                                                                                      \
     std::atomic<SignalFn> real_##name{nullptr};                                                      \
+    __attribute__((constructor)) void resolve_##name() { (void)ustack::shim::resolved(real_##name, #name); } \
     }                                                                                                \
     extern "C" __attribute__((visibility("default"))) Handler ustack_wrap_##name(int, Handler)       \
         __asm__(#name);                                                                              \

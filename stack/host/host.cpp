@@ -1165,8 +1165,15 @@ void Host::register_socket(std::unique_ptr<HostSocket> socket, const PairEnds& p
     by_app_inode_[pair.app_inode] = host_end;
     app_inode_of_[host_end] = pair.app_inode;
     if (pair.in_epoll) {
-        // sync_events changes it from there (from nothing, if silenced).
-        registered_events_[host_end] = silenced_host_ends_.erase(host_end) != 0 ? 0u : uint32_t{EPOLLIN};
+        if (silenced_host_ends_.erase(host_end) != 0) {
+            // Silenced once (or an older host end of that number was):
+            // watched again whatever the set says now.
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = make_tag(tag_socket, host_end);
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, host_end, &ev);
+        }
+        registered_events_[host_end] = EPOLLIN;  // sync_events changes it from there
     }
     created_socket_ = socket.get();
     if (config_.log >= LogLevel::Debug) {

@@ -139,13 +139,6 @@ public:
     // parent hands out later would have an app end in the child).
     void before_fork();
     void after_fork(bool in_child);
-    // A control call made on the calling thread (what the control socket
-    // carries otherwise: the same serve_call, then the same pass). app_fd
-    // is the caller's own fd (not closed); a socket's new app end comes
-    // back in fd_out, owned by the caller.
-    // nullopt: not inproc, or the host is stopping (use the control socket).
-    std::optional<Reply> caller_call(Request request, int app_fd, std::string* text, int* fd_out);
-
     // A socketpair for a socket: the host end (non-blocking, named for
     // exec'd programs), the app end and its inode. `in_epoll`: the host
     // end is in the inner set already, watched for EPOLLIN (the host
@@ -157,6 +150,15 @@ public:
         ino_t app_inode = 0;
         bool in_epoll = false;
     };
+    // A control call made on the calling thread (what the control socket
+    // carries otherwise: the same serve_call, then the same pass). app_fd
+    // is the caller's own fd (not closed); a socket's new app end comes
+    // back in fd_out, owned by the caller.
+    // nullopt: not inproc, or the host is stopping (use the control socket).
+    // `adopt`: the pair a Socket call uses (caller_adopt).
+    std::optional<Reply> caller_call(Request request, int app_fd, std::string* text, int* fd_out,
+                                     const PairEnds* adopt = nullptr);
+
     // Socket-first (the shim's pair-backed candidates): an IPv4 TCP socket
     // the program creates takes a spare pair at socket(), its fd the app
     // end from the start, so that a bind, connect or listen on ustack's
@@ -378,7 +380,7 @@ private:
     std::optional<ControlConnection> caller_connection_;
     bool serving_caller_ = false;  // inside caller_call: a connect's filler waits for its end
     HostSocket* created_socket_ = nullptr;  // the last one register_socket() made (caller_call)
-    const PairEnds* adopting_ = nullptr;    // caller_adopt: the pair the Socket call uses, app end its app_fd
+    const PairEnds* adopting_ = nullptr;    // under loop_mutex_, in caller_call: the pair a Socket call adopts
     // Host ends of spare pairs an event came for before any socket had
     // them (a program's sendfile into a fresh socket, say): silenced
     // (events 0), so that a level-triggered event does not spin the loop;

@@ -39,6 +39,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -177,8 +178,14 @@ void Host::signal_handler_installing() {
         // Turns are microseconds long (their sleeps do not count). Waited
         // for even when `some` was set before: by another installation
         // that may still be waiting for them.
-        while (wiped->unmasked_turns.load() > own_counted_turns) {
-            ::sched_yield();
+        for (int spins = 0; wiped->unmasked_turns.load() > own_counted_turns; ++spins) {
+            if (spins < 1000) {
+                ::sched_yield();
+            } else {
+                // A real-time installer must not starve the turn it waits for.
+                const timespec pause{0, 50000};
+                ::nanosleep(&pause, nullptr);
+            }
         }
     }
 }
@@ -309,7 +316,8 @@ bool Host::pass_without_waiting() {
     return n > 0;
 }
 
-std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string* text, int* fd_out) {
+std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string* text, int* fd_out,
+                                       const PairEnds* adopt) {
     if (outer_epoll_fd_ < 0) {
         return std::nullopt;
     }
@@ -326,7 +334,9 @@ std::optional<Reply> Host::caller_call(Request request, int app_fd, std::string*
     int out = -1;
     serving_caller_ = true;
     created_socket_ = nullptr;
+    adopting_ = adopt;  // under the lock: the host thread's calls (a child's, over the control socket) never see it
     Reply reply = serve_call(caller_connection(), request, app_fd, reply_text, out);
+    adopting_ = nullptr;
     serving_caller_ = false;
     // The socket a Socket call made, known without an fstat; taken before
     // the pass, in which an accepted connection may be registered too.
@@ -364,10 +374,7 @@ std::optional<Reply> Host::caller_adopt(const Request& request, int app_fd, cons
     }
     PairEnds adopted = pair;
     adopted.app_end = app_fd;
-    adopting_ = &adopted;
-    auto reply = caller_call(request, app_fd, nullptr, nullptr);
-    adopting_ = nullptr;
-    return reply;
+    return caller_call(request, app_fd, nullptr, nullptr, &adopted);
 }
 
 int Host::caller_close(int app_fd, const std::function<int()>& close_fd) {
