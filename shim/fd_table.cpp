@@ -51,6 +51,9 @@ void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
     e->pair_host_end = -1;
     e->pair_in_epoll = e->pair_reuse_addr = e->pair_reuse_port = e->pair_timeouts = 0;
     e->pair_app_inode = 0;
+    for (FdEntry::EpollWatch& w : e->epoll_watches) {
+        w = FdEntry::EpollWatch{};
+    }
     for (LocalOption& o : e->local_options) {
         o = LocalOption{};
     }

@@ -90,6 +90,17 @@ struct FdEntry {
     uint8_t pair_reuse_port = 0;
     uint8_t pair_timeouts = 0;  // SO_RCVTIMEO / SO_SNDTIMEO set on the app end
     uint64_t pair_app_inode = 0;
+    // Pair-backed: the program's epoll registrations of the fd (an
+    // epoll_ctl ADD before connecting, as nginx makes for its upstreams).
+    // Adoption keeps the file, and them with it; a materialize replaces
+    // the file (dup3 drops them) and makes them again on the kernel socket.
+    struct EpollWatch {
+        int32_t epfd = -1;
+        uint32_t events = 0;
+        uint64_t data = 0;
+    };
+    static constexpr int max_epoll_watches = 2;
+    EpollWatch epoll_watches[max_epoll_watches];
 
     FdKind get_kind() const { return static_cast<FdKind>(kind.load(std::memory_order_acquire)); }
 };

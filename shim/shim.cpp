@@ -780,8 +780,25 @@ int materialize_pair(int fd, FdEntry& e) {
     if (rc < 0) {
         return set_errno(err);
     }
-    std::lock_guard<std::mutex> guard(fd_table().lock());
-    e.creation_flags_hold = 0;  // options live in the kernel socket now: a swap reads them back
+    FdEntry::EpollWatch watches[FdEntry::max_epoll_watches];
+    {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        e.creation_flags_hold = 0;  // options live in the kernel socket now: a swap reads them back
+        std::copy(e.epoll_watches, e.epoll_watches + FdEntry::max_epoll_watches, watches);
+        for (FdEntry::EpollWatch& w : e.epoll_watches) {
+            w = FdEntry::EpollWatch{};
+        }
+    }
+    for (const FdEntry::EpollWatch& w : watches) {
+        if (w.epfd >= 0) {
+            // What the program registered, on the file the fd is now (the
+            // old file's registration went with it).
+            epoll_event ev{};
+            ev.events = w.events;
+            ev.data.u64 = w.data;
+            real.epoll_ctl(w.epfd, EPOLL_CTL_ADD, fd, &ev);
+        }
+    }
     return 0;
 }
 
@@ -2765,16 +2782,58 @@ ssize_t shim___recvfrom_chk(int fd, void* buf, size_t len, size_t buflen, int fl
 
 int shim_accept(int fd, sockaddr* addr, socklen_t* len) { return shim_accept4(fd, addr, len, 0); }
 
-// A pair-backed socket added to an epoll set before it connects (nginx's
-// upstream connections): a later materialize would replace the file under
-// the registration (dup3 drops it), so it becomes the kernel socket first,
-// as every fresh socket was before pair-backed ones. (A candidate that then
-// moves to ustack is replaced all the same: register after connecting.)
+// A pair-backed socket watched by epoll before it connects (nginx's
+// upstream connections): the entry keeps the registrations
+// (FdEntry::epoll_watches), which an adoption keeps with the file and a
+// materialize makes again on the kernel socket. One set too many: the
+// kernel socket first, as every fresh socket was before pair-backed ones.
+// (A kernel candidate that later moves to ustack is replaced under its
+// registrations all the same, as before: daemon mode.)
 int shim_epoll_ctl(int epfd, int op, int fd, epoll_event* event) {
-    if (op == EPOLL_CTL_ADD && settle_pair(fd) < 0) {
-        return -1;
+    FdEntry* e = fd_table().get(fd, false);
+    if (!pair_backed(e)) {
+        return real.epoll_ctl(epfd, op, fd, event);
     }
-    return real.epoll_ctl(epfd, op, fd, event);
+    if (op == EPOLL_CTL_ADD) {
+        bool room = false;
+        {
+            std::lock_guard<std::mutex> guard(fd_table().lock());
+            for (const FdEntry::EpollWatch& w : e->epoll_watches) {
+                room = room || w.epfd < 0;
+            }
+        }
+        if (!room) {
+            if (settle_pair(fd) < 0) {
+                return -1;
+            }
+            return real.epoll_ctl(epfd, op, fd, event);
+        }
+    }
+    const int rc = real.epoll_ctl(epfd, op, fd, event);
+    if (rc != 0) {
+        return rc;
+    }
+    std::lock_guard<std::mutex> guard(fd_table().lock());
+    FdEntry::EpollWatch* found = nullptr;
+    FdEntry::EpollWatch* free_slot = nullptr;
+    for (FdEntry::EpollWatch& w : e->epoll_watches) {
+        if (w.epfd == epfd) {
+            found = &w;
+        } else if (w.epfd < 0 && free_slot == nullptr) {
+            free_slot = &w;
+        }
+    }
+    if (op == EPOLL_CTL_DEL) {
+        if (found != nullptr) {
+            *found = FdEntry::EpollWatch{};
+        }
+    } else if (event != nullptr) {
+        FdEntry::EpollWatch* slot = found != nullptr ? found : free_slot;
+        if (slot != nullptr) {
+            *slot = FdEntry::EpollWatch{epfd, event->events, event->data.u64};
+        }
+    }
+    return rc;
 }
 
 int shim_fcntl(bool is64, int fd, int cmd, void* arg) {

@@ -101,7 +101,8 @@ const std::vector<ConformanceCase>& cases() {
           "a getpeername -> ENOTCONN", "b TCP_NODELAY after connect -> 1", "b SO_REUSEADDR after connect -> 1",
           "e recv (the peer sends nothing) -> EAGAIN", "f connect PEER:9001 -> EINPROGRESS",
           "i bind SELF:5700 (h has it) -> EADDRINUSE", "i send -> ok", "i recv (the peer closes on EOF) = 0 -> ok", "k send (connected through k2) -> ok",
-          "m connect 127.0.0.1:9 (the kernel's loopback, closed) -> ECONNREFUSED", "j (now n) send -> EPIPE"}},
+          "m connect 127.0.0.1:9 (the kernel's loopback, closed) -> ECONNREFUSED", "j (now n) send -> EPIPE",
+          "p epoll_wait -> 1 (its data) POLLOUT"}},
     };
     return all;
 }

@@ -132,6 +132,8 @@ std::vector<Case> cases() {
                                            "flags-before-swap", "fork-then-connect", "lazy-host-return", "blocking-waits", "write-order", "read-order", "exit-in-handler", "handler-io", "atexit-send",
                                            "handler-installed-late"};
     const std::vector<std::string> daemon_only = {"fork-accept", "daemonize", "sigkill", "exec-keeps"};
+    // Pair-backed candidates exist only with the host in the process.
+    const std::vector<std::string> inproc_only = {"epoll-before-connect"};
     std::vector<Case> out;
     for (const auto& s : both) {
         out.push_back({s, "daemon"});
@@ -139,6 +141,9 @@ std::vector<Case> cases() {
     }
     for (const auto& s : daemon_only) {
         out.push_back({s, "daemon"});
+    }
+    for (const auto& s : inproc_only) {
+        out.push_back({s, "inproc"});
     }
     // A spinning host loop takes the same events in a different rhythm
     // (epoll without sleeping, the device read only when readable).

@@ -25,6 +25,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -969,7 +970,28 @@ void fresh_socket() {
     const int n = tcp_socket();
     step("n dup2 over j", ::dup2(n, j));
     step("j (now n) send", static_cast<int>(::send(j, &c, 1, MSG_NOSIGNAL)));
-    for (const int fd : {b, d, e, f, g, h, i, l, j, k, k2, m, n}) {
+
+    say("# watched by epoll before connecting to the kernel's loopback (nginx's upstreams)");
+    const int lo = tcp_socket();
+    step("lo bind 127.0.0.1:0", bind_to(lo, "127.0.0.1", 0));
+    step("lo listen", ::listen(lo, 4));
+    const uint16_t lo_port = local_port(lo);
+    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    const int p = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    epoll_event ev{};
+    ev.events = EPOLLOUT;
+    ev.data.u64 = 77;
+    step("p epoll_ctl ADD EPOLLOUT", ::epoll_ctl(ep, EPOLL_CTL_ADD, p, &ev));
+    ev.events = EPOLLOUT | EPOLLIN;
+    step("p epoll_ctl MOD EPOLLOUT|EPOLLIN", ::epoll_ctl(ep, EPOLL_CTL_MOD, p, &ev));
+    step("p connect 127.0.0.1:LO", connect_to(p, "127.0.0.1", lo_port));
+    epoll_event seen[2] = {};
+    const int ready = ::epoll_wait(ep, seen, 2, 3000);
+    say("p epoll_wait -> " + std::to_string(ready) + (ready == 1 && seen[0].data.u64 == 77 ? " (its data)" : "") +
+        " " + poll_names(static_cast<short>(ready == 1 ? seen[0].events & (EPOLLOUT | EPOLLIN | EPOLLERR | EPOLLHUP) : 0)));
+    say("p SO_ERROR -> " + so_error(p));
+    ::close(ep);
+    for (const int fd : {b, d, e, f, g, h, i, l, j, k, k2, m, n, lo, p}) {
         ::close(fd);
     }
 }

@@ -1497,6 +1497,51 @@ void handler_installed_late() {
     expect_peer_ok(peer, "both echo connections ended with EOF");
 }
 
+// A non-blocking socket added to epoll before it connects to a ustack
+// destination (nginx's upstream connections). Under an inproc host the
+// fresh socket is a pair-backed candidate: the connect adopts the very
+// file epoll watches, so the connect's completion and the echo show up
+// there. (Daemon mode still swaps a kernel socket out from under the
+// registration: registered after connect, as most programs do, it works.)
+void epoll_before_connect() {
+    const pid_t peer = kernel_peer("echo");
+    // A first ustack socket starts the inproc host, whose thread then
+    // makes the spare pairs fresh sockets take.
+    const int starter = listen_on("0.0.0.0", static_cast<uint16_t>(g_port + 1));
+    ::usleep(100000);
+    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(fd >= 0, "socket");
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+    ev.data.u64 = 4242;
+    CHECK(::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0, "epoll_ctl ADD before connect");
+    sockaddr_in a = address(g_kernel, g_port);
+    const int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    CHECK(rc == 0 || errno == EINPROGRESS, "connect");
+    epoll_event out[2];
+    const int n = ::epoll_wait(ep, out, 2, 5000);
+    CHECK(n == 1 && out[0].data.u64 == 4242 && (out[0].events & EPOLLOUT) != 0 &&
+              (out[0].events & (EPOLLERR | EPOLLHUP)) == 0,
+          "epoll reports the connect's completion (n=" + std::to_string(n) + ")");
+    int err = -1;
+    socklen_t len = sizeof err;
+    CHECK(::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0, "SO_ERROR 0");
+    CHECK(::send(fd, "e", 1, MSG_NOSIGNAL) == 1, "send");
+    bool echoed = false;
+    for (int round = 0; round < 50 && !echoed; ++round) {
+        if (::epoll_wait(ep, out, 2, 100) == 1 && (out[0].events & EPOLLIN) != 0) {
+            char byte = 0;
+            echoed = ::recv(fd, &byte, 1, MSG_DONTWAIT) == 1 && byte == 'e';
+        }
+    }
+    CHECK(echoed, "epoll reports the echo");
+    ::close(fd);
+    ::close(ep);
+    ::close(starter);
+    expect_peer_ok(peer, "the echo connection ended with EOF");
+}
+
 struct Scenario {
     const char* name;
     void (*run)();
@@ -1512,7 +1557,7 @@ const Scenario scenarios[] = {
     {"fork-then-connect", fork_then_connect}, {"lazy-host-return", lazy_host_return},
     {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
     {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},      {"atexit-send", atexit_send},
-    {"handler-installed-late", handler_installed_late},
+    {"handler-installed-late", handler_installed_late}, {"epoll-before-connect", epoll_before_connect},
 };
 
 }  // namespace
