@@ -77,6 +77,7 @@ struct Connection {
     size_t rcvbuf = 0;  // as getsockopt(SO_RCVBUF) reports; payload space is half
     size_t sndbuf = 0;
     bool rcvbuf_locked = false;  // SOCK_RCVBUF_LOCK
+    bool sndbuf_locked = false;  // SOCK_SNDBUF_LOCK: SO_SNDBUF was set, no autotuning
     uint16_t user_mss = 0;       // TCP_MAXSEG, 0 = none
 
     // ---- listener

@@ -5,6 +5,7 @@
 // Both run on one "pipe" estimate, as Linux does (a peer without SACK has
 // its duplicate ACKs counted as SACKed segments, tcp_add_reno_sack).
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 
 #include "stack/tcp/tcp_engine.h"
@@ -178,6 +179,32 @@ void TcpEngine::enter_recovery(Conn& c, Instant now) {
     c.force_retransmit = true;
 }
 
+// tcp_new_space() → tcp_should_expand_sndbuf() → tcp_sndbuf_expand(): once
+// an ACK freed room, a socket whose SO_SNDBUF was never set gets a send
+// buffer of two congestion windows of full segments, each counted at the
+// power-of-two skb head Linux would allocate for it (the worst case, no
+// GSO), up to tcp_wmem[2]. Never shrinks. Payload space is half of it,
+// as for the default (TcpConfig::default_sndbuf).
+void TcpEngine::expand_sndbuf(Conn& c) {
+    if (c.sndbuf_locked || c.send_buffer.capacity() == 0 || c.pipe() >= c.cwnd()) {
+        return;  // SOCK_SNDBUF_LOCK; not connected; "we filled the congestion window"
+    }
+    // x86-64: MAX_TCP_HEADER 320, SKB_DATA_ALIGN(sizeof(skb_shared_info))
+    // 320, SKB_DATA_ALIGN(sizeof(sk_buff)) 256.
+    constexpr size_t max_tcp_header = 320;
+    constexpr size_t shared_info = 320;
+    constexpr size_t sk_buff_size = 256;
+    constexpr size_t initial_cwnd_segments = 10;  // TCP_INIT_CWND
+    const size_t mss = std::max<size_t>(c.mss_cache, 1);
+    const size_t per_mss = std::bit_ceil(mss + max_tcp_header + shared_info) + sk_buff_size;
+    const size_t segments = std::max(initial_cwnd_segments, static_cast<size_t>(c.cwnd()) / mss);
+    const size_t wanted = std::min(2 * segments * per_mss, config_.autotune_max_sndbuf);
+    if (wanted > c.sndbuf) {
+        c.sndbuf = wanted;
+        c.send_buffer.set_capacity(c.sndbuf / 2);
+    }
+}
+
 uint32_t TcpEngine::clean_sent(Conn& c, Instant now, SeqNumber ack, std::optional<Duration>& rtt_sample) {
     // tcp_clean_rtx_queue().
     uint32_t acked_data = 0;
@@ -331,6 +358,9 @@ TcpEngine::AckResult TcpEngine::process_ack(Conn& c, Instant now, const wire::Tc
         rearm_rto(c, now);
         if (c.outstanding() > 0) {
             c.persist_at.reset();
+        }
+        if (acked > 0) {
+            expand_sndbuf(c);
         }
     } else if (c.outstanding() > 0 && payload_len == 0 && !segment.has(flags::SYN) && !segment.has(flags::FIN) &&
                !window_changed) {

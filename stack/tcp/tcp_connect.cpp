@@ -398,6 +398,7 @@ void TcpEngine::listen_input(Conn& listener, Instant now, wire::Ipv4Address src,
     child.rcvbuf = listener.rcvbuf;
     child.sndbuf = listener.sndbuf;
     child.rcvbuf_locked = listener.rcvbuf_locked;
+    child.sndbuf_locked = listener.sndbuf_locked;
     child.user_mss = listener.user_mss;
     child.listener = listener.id;
     child.local = Endpoint{dst, segment.dst_port};

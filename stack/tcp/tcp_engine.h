@@ -307,6 +307,7 @@ private:
     void schedule_ack(Conn& c, Instant now, bool immediate);
     void event_data_received(Conn& c, Instant now, size_t len);
     void enter_quickack(Conn& c, unsigned count);
+    void expand_sndbuf(Conn& c);
     void cleanup_rbuf(Conn& c, Instant now);
     // What follows the app taking n bytes of the receive buffer (recv,
     // recv_consume): autotuning, window update.

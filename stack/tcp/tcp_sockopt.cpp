@@ -65,6 +65,7 @@ Result<void> TcpEngine::set_option(SocketId id, Instant now, SockOpt option, int
     case SockOpt::SndBuf: {
         const size_t asked = std::min(static_cast<size_t>(std::max(value, 0)), config_.max_sndbuf);
         c->sndbuf = std::max(asked * 2, min_sndbuf);
+        c->sndbuf_locked = true;
         if (c->send_buffer.capacity() > 0) {
             c->send_buffer.set_capacity(c->sndbuf / 2);
         }

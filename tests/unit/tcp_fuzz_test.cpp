@@ -17,6 +17,7 @@ struct Fuzzer {
         c.max_ooo_ranges = 4;
         c.default_rcvbuf = 8192;
         c.default_sndbuf = 8192;
+        c.autotune_max_sndbuf = 8192;  // keep the send buffer small: full-buffer paths get exercised
         return c;
     }
 
