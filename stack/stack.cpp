@@ -94,6 +94,9 @@ Stack::Stack(StackConfig config, netdev::NetDev& device, Random& random)
 size_t Stack::poll(Instant now) {
     size_t frames = 0;
     process_loopback(now);
+    if (tcp_ != nullptr) {
+        tcp_->begin_input_batch();
+    }
     // Frames lent by the device (no copy): each is done with before the
     // next receive_view() call reuses its buffer.
     while (auto frame = device_.receive_view(now)) {
@@ -104,6 +107,9 @@ size_t Stack::poll(Instant now) {
         const wire::L4Checksum check =
             frame->checksum == netdev::RxChecksum::none ? wire::L4Checksum::verify : wire::L4Checksum::trusted;
         process_frame(now, frame->bytes, check);
+    }
+    if (tcp_ != nullptr) {
+        tcp_->end_input_batch(now);
     }
     run_timers(now);
     // Segments the device held to join them (GSO) leave now: nothing sent

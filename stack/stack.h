@@ -59,6 +59,10 @@ public:
                             int error, uint16_t next_hop_mtu) = 0;
     virtual void poll(Instant now) = 0;
     virtual std::optional<Instant> poll_at() const = 0;
+    // Around the frames one device read gave (Stack::poll): what the
+    // protocol may decide once for the whole batch (TCP: a quick ACK).
+    virtual void begin_input_batch() {}
+    virtual void end_input_batch(Instant /*now*/) {}
 };
 
 struct EchoReply {

@@ -167,6 +167,7 @@ struct Connection {
     // ---- ACK scheduling (inet_connection_sock icsk_ack)
     bool ack_pending = false;    // an ACK is owed (delayed or not)
     bool ack_now = false;        // ... and must go out before processing ends
+    bool ack_now_quick = false;  // ack_now for quick-ACK mode alone: decided at the input batch's end
     bool force_retransmit = false;  // fast retransmit: the head goes out whatever cwnd says
     unsigned quick = 0;          // quick ACKs left
     bool pingpong = false;       // interactive: delay ACKs to piggyback them

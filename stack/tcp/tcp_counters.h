@@ -36,6 +36,7 @@ namespace ustack::tcp {
     X(syn_challenges, "SYNs in a synchronized state (TCPSYNChallenge)")                         \
     X(old_acks_dropped, "ACKs too old or for unsent data, dropped")                             \
     X(delayed_acks, "delayed ACKs sent by the timer (DelayedACKs)")                             \
+    X(quick_acks_joined, "quick ACKs of data left to the FIN's delayed ACK: FIN in the same read") \
     X(zero_window_probes, "zero-window probes sent")                                            \
     X(keepalive_probes, "keepalive probes sent")                                                \
     X(timeouts_connect, "connects that timed out (ETIMEDOUT in SYN_SENT)")                      \

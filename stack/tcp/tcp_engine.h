@@ -97,6 +97,15 @@ public:
     void icmp_error(Instant now, const IcmpError& error);
     // Runs every timer due at `now`.
     void poll(Instant now);
+    // Segments that arrive between these two (one read of the device) have
+    // their quick ACKs decided at the end, on the state the whole batch
+    // left: a response and the FIN right behind it (the peer's write, then
+    // close) get one ACK, which then waits for our own FIN as the FIN's
+    // ACK does on Linux (ping-pong), instead of a quick ACK for the data
+    // and a FIN after it. Outside a batch (loopback, direct calls) every
+    // ACK is decided per segment, as before.
+    void begin_input_batch();
+    void end_input_batch(Instant now);
     // The earliest timer deadline, nullopt when nothing is armed.
     std::optional<Instant> poll_at() const;
 
@@ -215,6 +224,11 @@ public:
 private:
     using SeqNumber = wire::SeqNumber;
     using Conn = Connection;
+
+    // begin_input_batch .. end_input_batch: quick ACKs waiting for the
+    // batch's end (schedule_ack, Connection::ack_now_quick).
+    bool input_batch_open_ = false;
+    std::vector<SocketId> batch_quick_acks_;
 
     // ---- settings read live from the Tunables in force
     Duration time_wait_length() const { return tunables_.time_wait; }

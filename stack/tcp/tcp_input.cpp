@@ -363,7 +363,11 @@ void TcpEngine::segment_arrives(Conn& c, Instant now, const wire::TcpRepr& segme
     // tcp_data_snd_check() and tcp_ack_snd_check().
     transmit(c, now);
     if (c.ack_now && c.state != TcpState::Closed) {
-        send_ack(c, now);
+        if (input_batch_open_ && c.ack_now_quick) {
+            batch_quick_acks_.push_back(c.id);
+        } else {
+            send_ack(c, now);
+        }
     }
 }
 

@@ -183,6 +183,7 @@ void TcpEngine::schedule_ack(Conn& c, Instant now, bool immediate) {
     c.ack_pending = true;
     if (immediate) {
         c.ack_now = true;
+        c.ack_now_quick = false;
         return;
     }
     // __tcp_ack_snd_check(): at once when more than one full segment is
@@ -196,12 +197,47 @@ void TcpEngine::schedule_ack(Conn& c, Instant now, bool immediate) {
     const uint32_t unacked = static_cast<uint32_t>(c.rcv_nxt - c.rcv_wup);
     const bool quickack_mode = c.quick > 0 && !c.pingpong;
     if (unacked > c.rcv_mss || quickack_mode) {
+        // Only quick-ACK mode asks (no other reason so far): the input
+        // batch's end decides (end_input_batch).
+        c.ack_now_quick = unacked <= c.rcv_mss && (!c.ack_now || c.ack_now_quick);
         c.ack_now = true;
         return;
     }
     if (!c.delack_at) {
         c.delack_at = now + config_.delayed_ack;
     }
+}
+
+void TcpEngine::begin_input_batch() { input_batch_open_ = true; }
+
+void TcpEngine::end_input_batch(Instant now) {
+    input_batch_open_ = false;
+    if (batch_quick_acks_.empty()) {
+        return;
+    }
+    const NetworkSide network_side(*this);
+    for (const SocketId id : batch_quick_acks_) {
+        Conn* c = find(id);
+        if (c == nullptr || !c->ack_now || !c->ack_now_quick || c->state == TcpState::Closed) {
+            continue;  // gone, or the ACK went with a later segment of the batch
+        }
+        touch(*c);
+        if (c->quick > 0 && !c->pingpong) {
+            send_ack(*c, now);
+            continue;
+        }
+        // The batch left the connection in ping-pong mode (the peer's FIN,
+        // which tcp_fin() answers with a delayed ACK): this ACK is that
+        // one, and leaves with our next segment or the delayed-ACK timer.
+        c->ack_now = false;
+        c->ack_now_quick = false;
+        ++counters_.quick_acks_joined;
+        if (!c->delack_at) {
+            c->delack_at = now + config_.delayed_ack;
+        }
+    }
+    batch_quick_acks_.clear();
+    finish();
 }
 
 void TcpEngine::queue_data(Conn& c, Instant now, const wire::TcpRepr& segment, wire::ByteSpan payload) {

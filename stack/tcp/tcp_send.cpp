@@ -93,6 +93,7 @@ void TcpEngine::emit(Conn& c, Instant now, wire::TcpRepr& repr, wire::ByteSpan p
         }
         c.ack_pending = false;
         c.ack_now = false;
+        c.ack_now_quick = false;
         c.delack_at.reset();
     }
 }

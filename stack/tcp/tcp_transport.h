@@ -61,6 +61,8 @@ public:
                     uint16_t next_hop_mtu) override;
     void poll(Instant now) override;
     std::optional<Instant> poll_at() const override;
+    void begin_input_batch() override { engine_.begin_input_batch(); }
+    void end_input_batch(Instant now) override { engine_.end_input_batch(now); }
 
 private:
     void send_segment(Instant now, wire::Ipv4Address src, wire::Ipv4Address dst, const wire::TcpRepr& repr,
