@@ -58,7 +58,7 @@ struct TcpConfig {
     // never set follows the congestion window (TcpEngine::expand_sndbuf).
     // A bulk sender that stays at the default (128 KiB of payload) waits
     // for ACKs every two 64 KiB super-frames: 8.7 Gbit/s upload over TAP
-    // against 14.3 with 1 MiB (bench/ANALYSIS.md, round 9).
+    // against 14.3 with 1 MiB of payload (bench/ANALYSIS.md, round 9).
     size_t autotune_max_sndbuf = 4194304;
     // net.core.rmem_max / wmem_max: the SO_RCVBUF/SO_SNDBUF ceiling.
     size_t max_rcvbuf = 4194304;
