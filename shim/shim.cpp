@@ -3035,9 +3035,37 @@ bool shim_active();
 namespace ustack::shim {
 inline bool blocks_for(const timespec* ts) { return ts == nullptr || ts->tv_sec != 0 || ts->tv_nsec != 0; }
 inline bool blocks_for(const timeval* tv) { return tv == nullptr || tv->tv_sec != 0 || tv->tv_usec != 0; }
+
+// tcp_poll reports POLLOUT whenever it reports POLLHUP (a socket shut for
+// sending, or never connected). A ustack TCP socket's app end can show
+// POLLHUP without POLLOUT for an instant: when a connect fails the host
+// releases its end, and unix_release_sock wakes the poller before it frees
+// the filler that kept the app end from polling writable
+// (TcpHostSocket::start_connecting, fail_connect). A poll on another CPU
+// in that window saw POLLERR|POLLHUP alone (daemon mode, under load: 12
+// of 900 nonblock-refused runs). select needs nothing (POLLERR is in its
+// writable set); epoll's events carry no fd to look up.
+inline int with_pollout_on_hangup(int ready, pollfd* fds, nfds_t nfds) {
+    if (ready <= 0) {
+        return ready;
+    }
+    for (nfds_t i = 0; i < nfds; ++i) {
+        pollfd& p = fds[i];
+        if ((p.revents & POLLHUP) == 0 || (p.revents & POLLOUT) != 0 || (p.events & (POLLOUT | POLLWRNORM)) == 0) {
+            continue;
+        }
+        const FdEntry* e = fd_table().get(p.fd, false);
+        if (e != nullptr && e->kind.load(std::memory_order_acquire) == static_cast<uint8_t>(FdKind::Ustack) &&
+            e->type == SOCK_STREAM && e->listening != 1) {
+            p.revents = static_cast<short>(p.revents | (p.events & (POLLOUT | POLLWRNORM)));
+        }
+    }
+    return ready;
+}
 }  // namespace ustack::shim
 
-#define USTACK_WAIT_WRAPPER(ret, name, params, args, blocks)                              \
+// `result`: what the wrapper returns, given the real call's wait_result.
+#define USTACK_WAIT_WRAPPER(ret, name, params, args, blocks, result)                      \
     extern "C" __attribute__((visibility("default"))) ret ustack_wrap_##name params      \
         __asm__(#name);                                                                   \
     extern "C" ret ustack_wrap_##name params {                                            \
@@ -3047,26 +3075,36 @@ inline bool blocks_for(const timeval* tv) { return tv == nullptr || tv->tv_sec !
             errno = ENOSYS;                                                               \
             return -1;                                                                    \
         }                                                                                 \
-        if (in_shim != 0 || !(blocks)) {                                                  \
+        if (in_shim != 0) {                                                               \
             return real.name args;                                                        \
         }                                                                                 \
+        if (!(blocks)) {                                                                  \
+            const ret wait_result = real.name args;                                       \
+            return result;                                                                \
+        }                                                                                 \
         const OutsideLoopWait wait;                                                       \
-        return real.name args;                                                            \
+        const ret wait_result = real.name args;                                           \
+        return result;                                                                    \
     }
-#define USTACK_WRAPPER_poll(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
+#define USTACK_POLL_RESULT with_pollout_on_hangup(wait_result, fds, nfds)
+#define USTACK_WRAPPER_poll(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0, USTACK_POLL_RESULT)
 #define USTACK_WRAPPER___poll_chk(ret, name, params, args) \
-    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
-#define USTACK_WRAPPER_ppoll(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
+    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0, USTACK_POLL_RESULT)
+#define USTACK_WRAPPER_ppoll(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts), USTACK_POLL_RESULT)
 #define USTACK_WRAPPER___ppoll_chk(ret, name, params, args) \
-    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
-#define USTACK_WRAPPER_select(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(tv))
-#define USTACK_WRAPPER_pselect(ret, name, params, args) USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
+    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts), USTACK_POLL_RESULT)
+#define USTACK_WRAPPER_select(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(tv), wait_result)
+#define USTACK_WRAPPER_pselect(ret, name, params, args) \
+    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts), wait_result)
 #define USTACK_WRAPPER_epoll_wait(ret, name, params, args) \
-    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
+    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0, wait_result)
 #define USTACK_WRAPPER_epoll_pwait(ret, name, params, args) \
-    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0)
+    USTACK_WAIT_WRAPPER(ret, name, params, args, timeout != 0, wait_result)
 #define USTACK_WRAPPER_epoll_pwait2(ret, name, params, args) \
-    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts))
+    USTACK_WAIT_WRAPPER(ret, name, params, args, blocks_for(ts), wait_result)
 
 USTACK_INTERCEPTED(USTACK_WRAPPER_DISPATCH)
 
