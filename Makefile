@@ -58,7 +58,7 @@ SHIM_TEST_BIN  := $(BUILD)/bin/ustack_shim_tests
 SHIM_PROG_SRCS := $(wildcard tests/shim/programs/*.cpp)
 SHIM_PROG_BINS := $(SHIM_PROG_SRCS:tests/shim/programs/%.cpp=$(BUILD)/bin/shim_prog_%)
 
-.PHONY: all deps test demo bench clean
+.PHONY: all deps test demo bench bench-programs clean
 
 all: deps $(CORE_LIB) $(TEST_BIN) $(INTEROP_BIN)
 all: $(SHIM_LIB) $(TOOL_BINS) $(SHIM_TEST_BIN) $(SHIM_PROG_BINS)
@@ -156,9 +156,13 @@ $(BENCH_PROG_BINS): $(BUILD)/bin/bench_%: $(BUILD)/obj/bench/programs/%.o
 # What only the benchmarks need (the chart).
 BENCH_DEB_PACKAGES := gnuplot-nox
 
+# Builds what bench/run.py runs, without running it (`make bench` runs
+# the whole benchmark and rewrites bench/RESULTS.md).
+bench-programs: all $(BENCH_BINS) $(BENCH_PROG_BINS)
+
 # bench/run.py: kernel vs ustack (TAP, AF_PACKET) in private namespaces,
 # writes bench/RESULTS.md and bench/ratios.png. BENCH_QUICK=1: short runs.
-bench: all $(BENCH_BINS) $(BENCH_PROG_BINS)
+bench: bench-programs
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_DEB_PACKAGES)"
 	python3 bench/run.py --bin $(BUILD)/bin
 
