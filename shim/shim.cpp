@@ -1654,9 +1654,10 @@ int tcp_accept(int fd, FdEntry& e, sockaddr* addr, socklen_t* len, int flags) {
         }
         e.listening = 1;
     }
-    // One message per connection: the peer address and the connection's
-    // app end. The listener's own O_NONBLOCK and SO_RCVTIMEO apply.
-    DatagramHeader header;
+    // One message per connection: the peer address, a ticket and the
+    // connection's app end. The listener's own O_NONBLOCK and SO_RCVTIMEO
+    // apply.
+    host::AcceptHeader header;
     int conn = -1;
     ssize_t n = 0;
     {
@@ -1676,6 +1677,12 @@ int tcp_accept(int fd, FdEntry& e, sockaddr* addr, socklen_t* len, int flags) {
         }
         return set_errno(EPROTO);
     }
+    // The connection is the program's now: the ticket goes back before
+    // the program can close it, so that the host tells this close (FIN)
+    // from a connection dropped unaccepted with its listener (RST).
+    // Best effort: should the listener's app end refuse it (its buffer
+    // full of unread tickets), the close of this connection resets.
+    (void)!real.send(fd, &header.ticket, sizeof header.ticket, MSG_DONTWAIT | MSG_NOSIGNAL);
     if ((flags & SOCK_CLOEXEC) == 0) {
         real.fcntl(conn, F_SETFD, real.fcntl(conn, F_GETFD) & ~FD_CLOEXEC);
     }
@@ -1686,7 +1693,7 @@ int tcp_accept(int fd, FdEntry& e, sockaddr* addr, socklen_t* len, int flags) {
     if (FdEntry* c = fd_table().get(conn, false)) {
         c->listening = 0;
     }
-    fill_address(e.domain, header.addr, header.port, addr, len);
+    fill_address(e.domain, header.peer.addr, header.peer.port, addr, len);
     return conn;
 }
 

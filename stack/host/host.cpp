@@ -1294,7 +1294,7 @@ Reply Host::create_tcp_socket(ControlConnection& connection, const Request& requ
     return reply;
 }
 
-int Host::adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) {
+int Host::adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid, AcceptTicket ticket) {
     PairEnds pair;
     if (int err = open_pair(domain, SOCK_STREAM, pair); err < 0) {
         return err;
@@ -1302,6 +1302,7 @@ int Host::adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t p
     auto socket = std::make_unique<TcpHostSocket>(tcp_->engine(), static_cast<TcpConnectionFactory&>(*this), id,
                                                   pair.host_end, domain, uid, pid, TcpHostSocket::Role::Connected,
                                                   tcp_scratch_);
+    socket->await_accept(std::move(ticket));
     register_socket(std::move(socket), pair);
     return pair.app_end;
 }

@@ -272,7 +272,7 @@ private:
     void forget_pair_registration(const PairEnds& pair);
     // Registers a host socket under its app end's inode.
     void register_socket(std::unique_ptr<HostSocket> socket, const PairEnds& pair);
-    int adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) override;
+    int adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid, AcceptTicket ticket) override;
     Reply tcp_call(TcpHostSocket& socket, const Request& request, int passed_fd, std::string& text);
     HostSocket* socket_for_fd(int passed_fd);
     void add_socket(std::unique_ptr<HostSocket> socket);

@@ -11,9 +11,10 @@
 //    creates a socket gets the new app end back in SCM_RIGHTS.
 //
 // 2. The data plane of a TCP socket: an AF_UNIX SOCK_STREAM socketpair,
-//    bytes as they are. A listener's pair carries, host→app, one 8-byte
-//    DatagramHeader (the peer address) per accepted connection with the
-//    connection's app end in SCM_RIGHTS (see tcp_host_socket.h).
+//    bytes as they are. A listener's pair carries, host→app, one 16-byte
+//    AcceptHeader (the peer address and a ticket) per accepted connection
+//    with the connection's app end in SCM_RIGHTS, and app→host the ticket
+//    of each connection accept() returned (see tcp_host_socket.h).
 //
 // 3. The data plane of a UDP socket: an AF_UNIX SOCK_SEQPACKET socketpair.
 //    SEQPACKET, not DGRAM: it keeps datagram boundaries (and MSG_TRUNC),
@@ -41,7 +42,7 @@
 
 namespace ustack::host {
 
-inline constexpr uint32_t protocol_version = 2;
+inline constexpr uint32_t protocol_version = 3;
 
 // ------------------------------------------------------------ data plane
 
@@ -61,6 +62,19 @@ struct DatagramHeader {
     uint32_t addr = 0;   // network order; errno for DatagramKind::Error
 };
 static_assert(sizeof(DatagramHeader) == 8);
+
+// 16 bytes, host→app on a listener's pair, one per accepted connection,
+// with the connection's app end in SCM_RIGHTS. Once accept() has returned
+// the connection, the shim writes `ticket` back (4 bytes, app→host): a
+// connection whose app end closes with its ticket unanswered was never
+// accepted (it went with its listener, or with the process), and is reset
+// as inet_csk_listen_stop() resets the kernel's un-accepted children.
+struct AcceptHeader {
+    DatagramHeader peer;  // flags header_has_address, addr, port
+    uint32_t ticket = 0;
+    uint32_t reserved = 0;
+};
+static_assert(sizeof(AcceptHeader) == 16);
 
 // Largest UDP payload over IPv4 (65535 - 20 - 8).
 inline constexpr size_t max_udp_payload = 65507;

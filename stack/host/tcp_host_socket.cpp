@@ -90,6 +90,12 @@ TcpHostSocket::~TcpHostSocket() {
     if (!closed_) {
         engine_.abort(id_, Instant{});
     }
+    if (accept_ticket_.ledger) {
+        accept_ticket_.ledger->forget(accept_ticket_.ticket);
+    }
+    if (fd_ >= 0) {
+        listener_end_going();
+    }
     for (const PendingAccept& p : pending_accepts_) {
         ::close(p.app_end);
     }
@@ -110,7 +116,7 @@ uint32_t TcpHostSocket::epoll_events() const {
     uint32_t events = 0;
     switch (role_) {
     case Role::Listening:
-        // The app never writes to a listener; EPOLLIN only to discard junk.
+        // The shim writes back the ticket of each connection it accepted.
         events = EPOLLIN;
         break;
     case Role::Connected:
@@ -363,17 +369,18 @@ void TcpHostSocket::accept_connections(Instant now) {
     for (;;) {
         while (!pending_accepts_.empty()) {
             PendingAccept& p = pending_accepts_.front();
-            DatagramHeader header;
-            header.flags = header_has_address;
-            header.addr = htonl(p.peer.addr.to_u32());
-            header.port = htons(p.peer.port);
+            AcceptHeader header;
+            header.peer.flags = header_has_address;
+            header.peer.addr = htonl(p.peer.addr.to_u32());
+            header.peer.port = htons(p.peer.port);
+            header.ticket = p.ticket;
             if (send_with_fd(fd_, &header, sizeof header, p.app_end, MSG_DONTWAIT) < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
                     app_full_ = true;
                     return;
                 }
-                // The listener's app end is gone: the connection closes
-                // with the app end we drop.
+                // The listener's app end is gone: the connection is reset
+                // when the app end we drop hangs up (its ticket unanswered).
             }
             ::close(p.app_end);
             pending_accepts_.erase(pending_accepts_.begin());
@@ -382,12 +389,17 @@ void TcpHostSocket::accept_connections(Instant now) {
         if (!accepted) {
             return;
         }
-        const int app_end = factory_.adopt_connection(accepted->id, domain_, uid_, pid_);
+        if (!ledger_) {
+            ledger_ = std::make_shared<AcceptLedger>(fd_);
+        }
+        const uint32_t ticket = ledger_->issue();
+        const int app_end = factory_.adopt_connection(accepted->id, domain_, uid_, pid_, AcceptTicket{ledger_, ticket});
         if (app_end < 0) {
+            ledger_->forget(ticket);
             engine_.abort(accepted->id, now);
             continue;
         }
-        pending_accepts_.push_back(PendingAccept{app_end, from_tcp(accepted->peer)});
+        pending_accepts_.push_back(PendingAccept{app_end, from_tcp(accepted->peer), ticket});
     }
 }
 
@@ -395,10 +407,11 @@ void TcpHostSocket::accept_connections(Instant now) {
 
 void TcpHostSocket::on_app_readable(Instant now) {
     if (role_ == Role::Listening) {
-        // Nothing is expected from a listener's app: discard.
-        std::vector<uint8_t>& buf = scratch_;
-        while (::recv(fd_, buf.data(), buf.size(), MSG_DONTWAIT) > 0) {
+        // Tickets of accepted connections (anything else is discarded).
+        if (!ledger_) {
+            ledger_ = std::make_shared<AcceptLedger>(fd_);
         }
+        ledger_->read_answers();
         return;
     }
     pull_from_app(now);
@@ -475,6 +488,7 @@ void TcpHostSocket::on_app_hangup(Instant now) {
         return;
     }
     app_closed_ = true;
+    settle_accept_ticket();
     if (role_ == Role::Connected && !pair_released_) {
         pull_from_app(now);
     }
@@ -490,6 +504,7 @@ void TcpHostSocket::on_process_exit(Instant now) {
     }
     exiting_ = true;
     app_closed_ = true;
+    settle_accept_ticket();
     if (role_ == Role::Connected && !pair_released_) {
         pull_from_app(now);
     }
@@ -503,12 +518,29 @@ void TcpHostSocket::maybe_release(Instant now) {
     if (role_ == Role::Connected && !app_eof_ && !pair_dead_) {
         return;  // still sending what the app wrote before its close
     }
-    if (unread_at_close_) {
+    if (unread_at_close_ || never_accepted_) {
         engine_.abort(id_, now);
     } else {
         engine_.close(id_, now);
     }
     closed_ = true;
+}
+
+void TcpHostSocket::settle_accept_ticket() {
+    if (!accept_ticket_.ledger) {
+        return;
+    }
+    // The answer to an accept is written before accept() returns, so
+    // before any close of the connection: if it is not there now, nobody
+    // accepted it (inet_csk_listen_stop resets such connections).
+    never_accepted_ = !accept_ticket_.ledger->taken(accept_ticket_.ticket);
+    accept_ticket_ = AcceptTicket{};
+}
+
+void TcpHostSocket::listener_end_going() {
+    if (ledger_) {
+        ledger_->listener_gone();
+    }
 }
 
 // ------------------------------------------------------------ connect

@@ -28,13 +28,16 @@
 //   engine.shutdown(Write): the FIN follows the last byte.
 // - Listening: engine.accept() while the host end has room; each
 //   connection gets its own pair, and its app end travels to the listener's
-//   app end in SCM_RIGHTS with an 8-byte DatagramHeader (peer address). Any
+//   app end in SCM_RIGHTS with a 16-byte AcceptHeader (peer address and a
+//   ticket; the shim's accept() writes the ticket back, AcceptLedger). Any
 //   process holding the listener may take it (fork, nginx workers).
 //
 // Close: the last app copy closed = EPOLLHUP on the host end. The host
 // stops watching the fd, sends on what the app wrote last (as the engine's
 // send buffer allows), then engine.close(): FIN, or RST when received
-// data was never read (SO_LINGER {1,0} too), as tcp_close().
+// data was never read (SO_LINGER {1,0} too), as tcp_close(), or when the
+// program never accepted the connection (its ticket did not come back: it
+// went with the listener or the process), as inet_csk_listen_stop().
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -43,6 +46,7 @@
 #include <vector>
 #include <string>
 
+#include "stack/host/accept_ledger.h"
 #include "stack/host/host_socket.h"
 #include "stack/tcp/tcp_engine.h"
 
@@ -53,8 +57,9 @@ class TcpConnectionFactory {
 public:
     virtual ~TcpConnectionFactory() = default;
     // Creates the socketpair and the host socket of an accepted engine
-    // socket; returns the app end (the caller owns it) or -errno.
-    virtual int adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid) = 0;
+    // socket, which keeps `ticket` (see AcceptLedger); returns the app end
+    // (the caller owns it) or -errno.
+    virtual int adopt_connection(tcp::SocketId id, int domain, uint32_t uid, int32_t pid, AcceptTicket ticket) = 0;
 };
 
 class TcpHostSocket final : public HostSocket {
@@ -96,11 +101,15 @@ public:
     // for the host to close when it suits (-1: the destructor closes it).
     // The host end back to whoever gave it (a pair the shim keeps after a
     // failed adoption, Host::caller_adopt): the destructor leaves it open.
-    int release_host_fd() { return std::exchange(fd_, -1); }
+    int release_host_fd() {
+        listener_end_going();
+        return std::exchange(fd_, -1);
+    }
     int take_host_fd_if_app_gone() {
         if (!app_hung_up_ || fd_ < 0) {
             return -1;
         }
+        listener_end_going();
         return std::exchange(fd_, -1);
     }
     void drain_app(Instant now) override;
@@ -117,6 +126,10 @@ public:
     // end the call has not returned yet.
     Result<void> connect_with_app_end(Instant now, Endpoint remote, int app_end, bool fill_later = false);
     void end_of_caller_call();
+    // An accepted connection on its way to the program through its
+    // listener's pair: if its app end closes before the ticket comes back,
+    // the program never took it, and it is reset.
+    void await_accept(AcceptTicket ticket) { accept_ticket_ = std::move(ticket); }
     // Established, with a working pair (for reply_connected).
     bool connected() const { return role_ == Role::Connected && !pair_dead_ && !closed_; }
     Result<void> listen(Instant now, int backlog) override;
@@ -171,6 +184,8 @@ private:
     void accept_connections(Instant now);
     void fail_connection(int error);   // keep the error, shut the pair down
     void maybe_release(Instant now);   // app gone and everything sent: engine.close()
+    void settle_accept_ticket();       // the app end is gone: was it ever accepted?
+    void listener_end_going();         // a listener's host end leaves us: last answers
 
     tcp::TcpEngine& engine_;
     TcpConnectionFactory& factory_;
@@ -202,15 +217,19 @@ private:
     bool app_hung_up_ = false;    // EPOLLHUP itself: no app end is left open
     bool exiting_ = false;        // inproc program exit: EAGAIN from the app is its end
     bool unread_at_close_ = false;  // the app closed with data unread: RST
+    bool never_accepted_ = false;   // its app end went unaccepted (listener closed): RST
     bool closed_ = false;         // engine handle released
 
     struct PendingAccept {
         int app_end;
         Endpoint peer;
+        uint32_t ticket;
     };
     // Rarely non-empty (a listener whose app end is full): a vector, since
     // an empty std::deque allocates ~600 bytes, for every connection.
     std::vector<PendingAccept> pending_accepts_;
+    std::shared_ptr<AcceptLedger> ledger_;  // Listening: the tickets of what it handed out
+    AcceptTicket accept_ticket_;            // accepted connection: its listener's ticket
 };
 
 }  // namespace ustack::host

@@ -103,6 +103,11 @@ const std::vector<ConformanceCase>& cases() {
           "i bind SELF:5700 (h has it) -> EADDRINUSE", "i send -> ok", "i recv (the peer closes on EOF) = 0 -> ok", "k send (connected through k2) -> ok",
           "m connect 127.0.0.1:9 (the kernel's loopback, closed) -> ECONNREFUSED", "j (now n) send -> EPIPE",
           "p epoll_wait -> 1 (its data) POLLOUT"}},
+        {"ListenerCloseResetsWhatWasNeverAccepted",
+         "listener-close",
+         {},
+         {"a accept -> ok, peer PEER", "a close -> ok", "peer read -> 0", "l poll -> POLLIN", "l close -> ok",
+          "peer read -> ECONNRESET", "m bind SELF:5800 (a in TIME_WAIT) -> EADDRINUSE"}},
     };
     return all;
 }

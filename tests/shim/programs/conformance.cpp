@@ -9,7 +9,9 @@
 //   shim_prog_conformance peer PEER_ADDR SELF_ADDR
 //       the kernel-side peer (run natively, never under ustack): listens on
 //       PEER_ADDR:9000 (control: "connect PORT\n" makes the peer connect to
-//       SELF_ADDR:PORT and answer "ok\n" or "err ENAME\n"), :9001 (holds
+//       SELF_ADDR:PORT and answer "ok\n" or "err ENAME\n"; "connect-read
+//       PORT\n" answers the same, then reads that connection until EOF or
+//       an error and answers "read -> 0\n" or "read -> ENAME\n"), :9001 (holds
 //       each connection until EOF or reset, then closes) and :9002 (closes
 //       each connection at once). Prints "ready" once listening.
 //   shim_prog_conformance SCENARIO PEER_ADDR SELF_ADDR [LO-HI]
@@ -258,11 +260,19 @@ public:
     Control& operator=(const Control&) = delete;
 
     // Asks the peer to connect to SELF:port; returns "ok" or "err ENAME".
-    std::string peer_connects(uint16_t port) {
-        const std::string request = "connect " + std::to_string(port) + "\n";
-        if (::write(fd_, request.data(), request.size()) != static_cast<ssize_t>(request.size())) {
+    std::string peer_connects(uint16_t port) { return ask("connect " + std::to_string(port)); }
+
+    // Sends one request line; returns the first line of the answer.
+    std::string ask(const std::string& request) {
+        const std::string line = request + "\n";
+        if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) {
             setup_failed("write to the control connection");
         }
+        return read_line();
+    }
+
+    // The next line the peer answers (a request's later lines).
+    std::string read_line() {
         std::string reply;
         char c = 0;
         while (reply.size() < 100) {
@@ -303,6 +313,35 @@ int accept_one(const std::string& name, int listener) {
 }
 
 // ------------------------------------------------------------ scenarios
+
+// How the peer's connection ends when the program closes it after
+// accept() (FIN: the peer reads EOF), and when the program closes the
+// listener with it still queued, never accepted (inet_csk_listen_stop:
+// RST, the peer reads ECONNRESET).
+void listener_close() {
+    Control control;
+    const int l = tcp_socket();
+    step("l bind SELF:5800", bind_to(l, g_self, 5800));
+    step("l listen", ::listen(l, 8));
+
+    say("# accepted, then closed");
+    say("peer connects to SELF:5800 -> " + control.ask("connect-read 5800"));
+    const int a = accept_one("a", l);
+    step("a close", ::close(a));
+    say("peer " + control.read_line());
+
+    say("# queued, never accepted; the listener closes");
+    say("peer connects to SELF:5800 -> " + control.ask("connect-read 5800"));
+    pollfd p{l, POLLIN, 0};
+    say(std::string("l poll -> ") + (::poll(&p, 1, 5000) == 1 && (p.revents & POLLIN) != 0 ? "POLLIN" : "nothing"));
+    step("l close", ::close(l));
+    say("peer " + control.read_line());
+
+    say("# the reset connection left no TIME_WAIT; the closed one did");
+    const int m = tcp_socket();
+    step("m bind SELF:5800 (a in TIME_WAIT)", bind_to(m, g_self, 5800));
+    ::close(m);
+}
 
 // The TCP bind-conflict families of SEMANTICS.md.
 void bind_tcp() {
@@ -763,7 +802,27 @@ void control_session(int fd) {
         }
         std::string reply = "err EINVAL";
         unsigned port = 0;
-        if (std::sscanf(line.c_str(), "connect %u", &port) == 1) {
+        if (std::sscanf(line.c_str(), "connect-read %u", &port) == 1) {
+            // How the connection ends, seen from here: EOF (a FIN) or the
+            // error of a reset.
+            const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+            timeouts(s, 5);
+            if (connect_to(s, g_self, static_cast<uint16_t>(port)) == 0) {
+                reply = "ok\n";
+                if (::write(fd, reply.data(), reply.size()) < 0) {
+                    ::close(s);
+                    break;
+                }
+                char buffer[512];
+                ssize_t n = 0;
+                while ((n = ::read(s, buffer, sizeof buffer)) > 0) {
+                }
+                reply = n == 0 ? "read -> 0" : "read -> " + errno_name(errno);
+            } else {
+                reply = "err " + errno_name(errno);
+            }
+            ::close(s);
+        } else if (std::sscanf(line.c_str(), "connect %u", &port) == 1) {
             const int s = ::socket(AF_INET, SOCK_STREAM, 0);
             timeouts(s, 5);
             if (connect_to(s, g_self, static_cast<uint16_t>(port)) == 0) {
@@ -1014,6 +1073,7 @@ constexpr Scenario scenarios[] = {
     {"sigkill-restart", sigkill_restart},
     {"unconnected-io", unconnected_io},
     {"fresh-socket", fresh_socket},
+    {"listener-close", listener_close},
 };
 
 }  // namespace
