@@ -710,6 +710,27 @@ int pair_backed_socket(host::Host& h, int type, uint32_t generation) {
 // Makes a pair-backed candidate the kernel socket socket() would have
 // made, with the file flags and options the program set on it so far.
 // 0, or -1 with errno (socket()'s: EMFILE, ENOBUFS...).
+// The program's epoll registrations of a candidate (FdEntry::epoll_watches)
+// made again on the file the fd is now (EPOLL_CTL_ADD), or taken off the
+// file it is about to stop being (EPOLL_CTL_DEL: a copy of the old file may
+// outlive the swap, and its registration would report that dead kernel
+// socket's EPOLLOUT|EPOLLHUP under the program's data).
+void epoll_watches(int fd, FdEntry& e, int op) {
+    FdEntry::EpollWatch watches[FdEntry::max_epoll_watches];
+    {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        std::copy(e.epoll_watches, e.epoll_watches + FdEntry::max_epoll_watches, watches);
+    }
+    for (const FdEntry::EpollWatch& w : watches) {
+        if (w.epfd >= 0) {
+            epoll_event ev{};
+            ev.events = w.events;
+            ev.data.u64 = w.data;
+            real.epoll_ctl(w.epfd, op, fd, op == EPOLL_CTL_DEL ? nullptr : &ev);
+        }
+    }
+}
+
 int materialize_pair(int fd, FdEntry& e) {
     auto claimed = claim_pair(fd, e);
     if (!claimed) {
@@ -780,25 +801,14 @@ int materialize_pair(int fd, FdEntry& e) {
     if (rc < 0) {
         return set_errno(err);
     }
-    FdEntry::EpollWatch watches[FdEntry::max_epoll_watches];
     {
         std::lock_guard<std::mutex> guard(fd_table().lock());
         e.creation_flags_hold = 0;  // options live in the kernel socket now: a swap reads them back
-        std::copy(e.epoll_watches, e.epoll_watches + FdEntry::max_epoll_watches, watches);
-        for (FdEntry::EpollWatch& w : e.epoll_watches) {
-            w = FdEntry::EpollWatch{};
-        }
     }
-    for (const FdEntry::EpollWatch& w : watches) {
-        if (w.epfd >= 0) {
-            // What the program registered, on the file the fd is now (the
-            // old file's registration went with it).
-            epoll_event ev{};
-            ev.events = w.events;
-            ev.data.u64 = w.data;
-            real.epoll_ctl(w.epfd, EPOLL_CTL_ADD, fd, &ev);
-        }
-    }
+    // What the program registered, on the file the fd is now (the old
+    // file's registration went with it). The entry keeps them: a swap to
+    // ustack may still replace this file.
+    epoll_watches(fd, e, EPOLL_CTL_ADD);
     return 0;
 }
 
@@ -985,14 +995,19 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr,
     // the program's thread.
     host::Host* inproc_host = kernel_side_used ? nullptr : caller_host();
     const int replaced = inproc_host != nullptr ? real.fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    // The program's epoll registrations move with the fd to the app end
+    // (an upstream socket nginx adds before it connects).
+    epoll_watches(fd, e, EPOLL_CTL_DEL);
     if (real.dup3(app_end, fd, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC) != 0) ? O_CLOEXEC : 0) < 0) {
         const int err = errno;
         real.close(app_end);
         if (replaced >= 0) {
             real.close(replaced);
         }
+        epoll_watches(fd, e, EPOLL_CTL_ADD);
         return set_errno(err);
     }
+    epoll_watches(fd, e, EPOLL_CTL_ADD);
     real.close(app_end);
     if (replaced >= 0) {
         inproc_host->retire_fd(replaced);
@@ -2794,14 +2809,15 @@ int shim_accept(int fd, sockaddr* addr, socklen_t* len) { return shim_accept4(fd
 // (FdEntry::epoll_watches), which an adoption keeps with the file and a
 // materialize makes again on the kernel socket. One set too many: the
 // kernel socket first, as every fresh socket was before pair-backed ones.
-// (A kernel candidate that later moves to ustack is replaced under its
-// registrations all the same, as before: daemon mode.)
+// A kernel candidate (daemon mode, a materialized pair) keeps them the same
+// way: the swap to ustack takes them off the kernel socket and makes them
+// again on the app end (swap_to_ustack).
 int shim_epoll_ctl(int epfd, int op, int fd, epoll_event* event) {
     FdEntry* e = fd_table().get(fd, false);
-    if (!pair_backed(e)) {
+    if (e == nullptr || e->get_kind() != FdKind::Candidate) {
         return real.epoll_ctl(epfd, op, fd, event);
     }
-    if (op == EPOLL_CTL_ADD) {
+    if (op == EPOLL_CTL_ADD && pair_backed(e)) {
         bool room = false;
         {
             std::lock_guard<std::mutex> guard(fd_table().lock());

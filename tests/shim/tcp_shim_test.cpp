@@ -130,10 +130,9 @@ std::vector<Case> cases() {
                                            "peer-reset",   "shutdown-epipe", "options",         "epoll-mixed",
                                            "linger-zero",  "close-unread",  "dual-stack",     "exit-without-close",
                                            "flags-before-swap", "fork-then-connect", "lazy-host-return", "blocking-waits", "write-order", "read-order", "exit-in-handler", "handler-io", "atexit-send",
-                                           "handler-installed-late"};
+                                           "handler-installed-late", "epoll-before-connect"};
     const std::vector<std::string> daemon_only = {"fork-accept", "daemonize", "sigkill", "exec-keeps"};
-    // Pair-backed candidates exist only with the host in the process.
-    const std::vector<std::string> inproc_only = {"epoll-before-connect"};
+    const std::vector<std::string> inproc_only = {};
     std::vector<Case> out;
     for (const auto& s : both) {
         out.push_back({s, "daemon"});

@@ -1501,8 +1501,8 @@ void handler_installed_late() {
 // destination (nginx's upstream connections). Under an inproc host the
 // fresh socket is a pair-backed candidate: the connect adopts the very
 // file epoll watches, so the connect's completion and the echo show up
-// there. (Daemon mode still swaps a kernel socket out from under the
-// registration: registered after connect, as most programs do, it works.)
+// there. In daemon mode it is a kernel socket that the connect replaces
+// with the app end: the shim moves the registration with it.
 void epoll_before_connect() {
     const pid_t peer = kernel_peer("echo");
     // A first ustack socket starts the inproc host, whose thread then
