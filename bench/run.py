@@ -255,15 +255,25 @@ def bulk(direction, streams):
     return run
 
 
-def churn_flags(reuse, delay_ms=None):
+# tcp_rfc1337=1 for the tw_reuse=0 count, on both stacks: the count is the
+# port rule's (the range, every port held by its TIME_WAIT entry), and an
+# RST must not end an entry early. One does, now and then: the peer's ACK
+# and FIN for a connection leave it from two CPUs when its thread moves,
+# veth delivers them in the other order, the FIN takes the connection to
+# TIME_WAIT and the late ACK, out of window there, draws an ACK (as Linux's
+# tcp_timewait_state_process) that the peer, closed, answers with RST.
+# Without the setting both stacks counted 1 001-1 002 from 1 000 ports in
+# some runs (the kernel 1 in 5, ustack over AF_PACKET 4 in 5 in one run).
+def churn_flags(reuse, delay_ms=None, rfc1337=0):
     lo, hi = CHURN_RANGE
-    flags = ["--port-range", f"{lo}-{hi}", "--tw-reuse", str(reuse)]
+    flags = ["--port-range", f"{lo}-{hi}", "--tw-reuse", str(reuse), "--rfc1337", str(rfc1337)]
     return flags + (["--tw-reuse-delay", str(delay_ms)] if delay_ms is not None else [])
 
 
-def churn_kernel_setup(topo, reuse, delay_ms=None):
+def churn_kernel_setup(topo, reuse, delay_ms=None, rfc1337=0):
     lo, hi = CHURN_RANGE
-    settings = [f"net.ipv4.ip_local_port_range={lo} {hi}", f"net.ipv4.tcp_tw_reuse={reuse}"]
+    settings = [f"net.ipv4.ip_local_port_range={lo} {hi}", f"net.ipv4.tcp_tw_reuse={reuse}",
+                f"net.ipv4.tcp_rfc1337={rfc1337}"]
     if delay_ms is not None:
         settings.append(f"net.ipv4.tcp_tw_reuse_delay={delay_ms}")  # Linux 6.12+
     topo.kernel_sysctl(*settings)
@@ -285,12 +295,13 @@ def churn_reuse(delay_ms, seconds_key, prefix):
 
 def w_churn_noreuse(topo, config):
     if config == "kernel":
-        churn_kernel_setup(topo, 0)
+        churn_kernel_setup(topo, 0, rfc1337=1)
     # Graceful closes (shutdown, the peer's FIN, close): every port surely
     # enters TIME_WAIT, so the count is the stack's rule, not a race with
     # the peer's accept queue (see bench/programs/churn.cpp).
     r = run_client(topo, config, [topo.bins.prog("churn"), "--addr", topo.peer_addr(config), "--seconds", "30",
-                                  "--stop-at-eaddrnotavail", "1", "--graceful", "1"], 90, flags=churn_flags(0))
+                                  "--stop-at-eaddrnotavail", "1", "--graceful", "1"], 90,
+                   flags=churn_flags(0, rfc1337=1))
     if r["first_eaddrnotavail_at"] < 0:
         raise BenchError(f"no EADDRNOTAVAIL within 30 s ({r['conns']:.0f} connections)")
     out = {"churn0_count": r["first_eaddrnotavail_at"]}
@@ -843,7 +854,10 @@ def main():
         f"{CHURN_RANGE[0]}–{CHURN_RANGE[1]}, each connection closed by us at once: {P['churn_slow_s']:g} s with "
         "Linux's default tcp_tw_reuse_delay (1 s: a port returns 1 s after entering TIME_WAIT, so 1 000 ports cap "
         f"both stacks at 1 000 connections/s and EADDRNOTAVAIL is what a faster client meets meanwhile), "
-        f"{P['churn_s']:g} s with tcp_tw_reuse_delay=1 ms (the stack's own speed); restart: {P['restart_fill']} TIME_WAIT entries then "
+        f"{P['churn_s']:g} s with tcp_tw_reuse_delay=1 ms (the stack's own speed); with tcp_tw_reuse=0 graceful "
+        "closes until the first EADDRNOTAVAIL, tcp_rfc1337=1 on both stacks (no RST ends a TIME_WAIT entry early: "
+        "see churn_flags in run.py); restart: "
+        f"{P['restart_fill']} TIME_WAIT entries then "
         f"{P['restarts']} restarts; scale: {P['idle_conns']} idle connections opened one after the other ({P['scale_reps']} run), "
         "memory = growth of a memory cgroup holding the program and its ustackd (daemon mode: in-process, the "
         "host's end of every socketpair would double the fds), kernel socket objects included.",

@@ -41,6 +41,8 @@ const std::vector<SettingInfo>& HostConfig::settings() {
         {"tw-reuse-delay", "USTACK_TW_REUSE_DELAY", "tcp_tw_reuse_delay", "MS",
          "time since a TIME_WAIT entry's last timestamp before it may be reused"},
         {"port-range", "USTACK_PORT_RANGE", "ip_local_port_range", "LO-HI", "ephemeral port range"},
+        {"rfc1337", "USTACK_RFC1337", "tcp_rfc1337", "0|1",
+         "1: a TIME_WAIT entry ignores RST instead of ending (RFC 1337 TIME-WAIT assassination)"},
         {"pcap", "USTACK_PCAP", "", "FILE", "record every frame of the device to FILE"},
         {"offload", "USTACK_OFFLOAD", "", "on|off",
          "device offloads (TAP IFF_VNET_HDR, AF_PACKET PACKET_VNET_HDR): 64 KiB TCP frames both ways"},
