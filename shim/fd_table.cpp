@@ -54,6 +54,7 @@ void FdTable::set(int fd, FdKind kind, int domain, int type, int connected) {
     for (FdEntry::EpollWatch& w : e->epoll_watches) {
         w = FdEntry::EpollWatch{};
     }
+    e->epoll_untracked = 0;
     for (LocalOption& o : e->local_options) {
         o = LocalOption{};
     }

@@ -90,10 +90,13 @@ struct FdEntry {
     uint8_t pair_reuse_port = 0;
     uint8_t pair_timeouts = 0;  // SO_RCVTIMEO / SO_SNDTIMEO set on the app end
     uint64_t pair_app_inode = 0;
-    // Pair-backed: the program's epoll registrations of the fd (an
+    // Candidates: the program's epoll registrations of the fd (an
     // epoll_ctl ADD before connecting, as nginx makes for its upstreams).
-    // Adoption keeps the file, and them with it; a materialize replaces
-    // the file (dup3 drops them) and makes them again on the kernel socket.
+    // A pair-backed adoption keeps the file, and them with it; a
+    // materialize and the swap replace the file (dup3 drops them) and make
+    // them again on the new one. Not kept: a third epoll set's
+    // (epoll_untracked), and the epoll fd's identity (an epoll fd closed
+    // without EPOLL_CTL_DEL and its number reused gets the registration).
     struct EpollWatch {
         int32_t epfd = -1;
         uint32_t events = 0;
@@ -101,6 +104,7 @@ struct FdEntry {
     };
     static constexpr int max_epoll_watches = 2;
     EpollWatch epoll_watches[max_epoll_watches];
+    uint8_t epoll_untracked = 0;  // a registration not in epoll_watches: the swap frees the old file at once
 
     FdKind get_kind() const { return static_cast<FdKind>(kind.load(std::memory_order_acquire)); }
 };

@@ -707,18 +707,20 @@ int pair_backed_socket(host::Host& h, int type, uint32_t generation) {
     return fd;
 }
 
-// Makes a pair-backed candidate the kernel socket socket() would have
-// made, with the file flags and options the program set on it so far.
-// 0, or -1 with errno (socket()'s: EMFILE, ENOBUFS...).
 // The program's epoll registrations of a candidate (FdEntry::epoll_watches)
 // made again on the file the fd is now (EPOLL_CTL_ADD), or taken off the
 // file it is about to stop being (EPOLL_CTL_DEL: a copy of the old file may
 // outlive the swap, and its registration would report that dead kernel
-// socket's EPOLLOUT|EPOLLHUP under the program's data).
+// socket's EPOLLOUT|EPOLLHUP under the program's data). Not in a forked
+// child that inherited the candidate: its epoll sets are the parent's too,
+// and a parent's registration is the parent's.
 void epoll_watches(int fd, FdEntry& e, int op) {
     FdEntry::EpollWatch watches[FdEntry::max_epoll_watches];
     {
         std::lock_guard<std::mutex> guard(fd_table().lock());
+        if (e.fork_generation != fork_generation()) {
+            return;
+        }
         std::copy(e.epoll_watches, e.epoll_watches + FdEntry::max_epoll_watches, watches);
     }
     for (const FdEntry::EpollWatch& w : watches) {
@@ -731,6 +733,9 @@ void epoll_watches(int fd, FdEntry& e, int op) {
     }
 }
 
+// Makes a pair-backed candidate the kernel socket socket() would have
+// made, with the file flags and options the program set on it so far.
+// 0, or -1 with errno (socket()'s: EMFILE, ENOBUFS...).
 int materialize_pair(int fd, FdEntry& e) {
     auto claimed = claim_pair(fd, e);
     if (!claimed) {
@@ -934,7 +939,9 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr,
     bool kernel_side_used = true;
     {
         std::lock_guard<std::mutex> guard(fd_table().lock());
-        kernel_side_used = e.kernel_side_used != 0;
+        // An epoll registration the entry does not hold must go with the
+        // old file, at the dup3: no copy of it may outlive the swap.
+        kernel_side_used = e.kernel_side_used != 0 || e.epoll_untracked != 0;
         creation_flags_hold =
             e.type == SOCK_STREAM && e.creation_flags_hold != 0 && e.fork_generation == fork_generation();
         status_flags = O_RDWR | (e.created_nonblock != 0 ? O_NONBLOCK : 0);
@@ -1651,6 +1658,32 @@ ssize_t tcp_recv(int fd, const iovec* iov, size_t iovcnt, int flags, int* msg_fl
     return n;
 }
 
+// The connection is the program's now: its ticket goes back on the
+// listener's pair before accept() returns, so before the program can close
+// it, and the host tells that close (FIN) from a connection dropped
+// unaccepted with its listener (RST; AcceptLedger). A full pair (a burst
+// of accepts while the host reads nothing) is waited out, with the host
+// brought back to read; a listener closed meanwhile by another thread gets
+// nothing (its number may be another file's by now).
+void answer_accept(int fd, FdEntry& e, uint32_t ticket) {
+    const int saved = errno;
+    for (int tries = 0; tries < 200; ++tries) {
+        if (e.get_kind() != FdKind::Ustack) {
+            break;
+        }
+        const ssize_t n = real.send(fd, &ticket, sizeof ticket, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+            break;  // 4 bytes go whole on a stream pair, or not at all
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            pollfd p{fd, POLLOUT, 0};
+            const OutsideLoopWait wait;
+            real.poll(&p, 1, 10);
+        }
+    }
+    errno = saved;
+}
+
 int tcp_accept(int fd, FdEntry& e, sockaddr* addr, socklen_t* len, int flags) {
     if ((flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) != 0) {
         return set_errno(EINVAL);
@@ -1692,12 +1725,7 @@ int tcp_accept(int fd, FdEntry& e, sockaddr* addr, socklen_t* len, int flags) {
         }
         return set_errno(EPROTO);
     }
-    // The connection is the program's now: the ticket goes back before
-    // the program can close it, so that the host tells this close (FIN)
-    // from a connection dropped unaccepted with its listener (RST).
-    // Best effort: should the listener's app end refuse it (its buffer
-    // full of unread tickets), the close of this connection resets.
-    (void)!real.send(fd, &header.ticket, sizeof header.ticket, MSG_DONTWAIT | MSG_NOSIGNAL);
+    answer_accept(fd, e, header.ticket);
     if ((flags & SOCK_CLOEXEC) == 0) {
         real.fcntl(conn, F_SETFD, real.fcntl(conn, F_GETFD) & ~FD_CLOEXEC);
     }
@@ -2854,6 +2882,8 @@ int shim_epoll_ctl(int epfd, int op, int fd, epoll_event* event) {
         FdEntry::EpollWatch* slot = found != nullptr ? found : free_slot;
         if (slot != nullptr) {
             *slot = FdEntry::EpollWatch{epfd, event->events, event->data.u64};
+        } else {
+            e->epoll_untracked = 1;
         }
     }
     return rc;

@@ -18,6 +18,7 @@ uint32_t AcceptLedger::issue() {
 }
 
 void AcceptLedger::read_answers() {
+    handed_out_since_read_ = 0;
     if (fd_ < 0) {
         return;
     }

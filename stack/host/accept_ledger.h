@@ -16,7 +16,10 @@
 // the listener's host end before the program can close the connection: a
 // read of what is waiting there settles every hang-up. The ledger outlives
 // its listener (the connections hold it); `listener_gone()` reads the last
-// answers before the listener's host end closes.
+// answers before the listener's host end closes. The pair's app→host
+// direction carries nothing but answers: a program writes to a listener
+// only through the shim, which refuses (EPIPE); raw bytes from around it
+// (a raw syscall, sendfile onto a listener) would shift every later answer.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -33,6 +36,15 @@ public:
     uint32_t issue();
     // Reads the answers waiting on the listener's host end (non-blocking).
     void read_answers();
+    // A header went out: every `answers_read_every` the answers are read,
+    // so that a burst of accepts does not fill the pair with them (a few
+    // hundred 4-byte messages fill a socketpair's default buffer).
+    void handed_out() {
+        if (++handed_out_since_read_ >= answers_read_every) {
+            read_answers();
+        }
+    }
+    static constexpr uint32_t answers_read_every = 32;
     // Whether the program took the connection with this ticket (reads the
     // answers first). Settles the ticket: ask once.
     bool taken(uint32_t ticket);
@@ -50,6 +62,7 @@ private:
     std::unordered_map<uint32_t, bool> outstanding_;
     uint8_t partial_[4] = {};  // an answer split across two reads
     size_t partial_len_ = 0;
+    uint32_t handed_out_since_read_ = 0;
 };
 
 // What an accepted connection keeps of its listener's ledger.

@@ -384,6 +384,7 @@ void TcpHostSocket::accept_connections(Instant now) {
             }
             ::close(p.app_end);
             pending_accepts_.erase(pending_accepts_.begin());
+            ledger_->handed_out();
         }
         auto accepted = engine_.accept(id_);
         if (!accepted) {
@@ -407,7 +408,7 @@ void TcpHostSocket::accept_connections(Instant now) {
 
 void TcpHostSocket::on_app_readable(Instant now) {
     if (role_ == Role::Listening) {
-        // Tickets of accepted connections (anything else is discarded).
+        // Tickets of accepted connections (AcceptLedger).
         if (!ledger_) {
             ledger_ = std::make_shared<AcceptLedger>(fd_);
         }

@@ -130,7 +130,7 @@ std::vector<Case> cases() {
                                            "peer-reset",   "shutdown-epipe", "options",         "epoll-mixed",
                                            "linger-zero",  "close-unread",  "dual-stack",     "exit-without-close",
                                            "flags-before-swap", "fork-then-connect", "lazy-host-return", "blocking-waits", "write-order", "read-order", "exit-in-handler", "handler-io", "atexit-send",
-                                           "handler-installed-late", "epoll-before-connect"};
+                                           "handler-installed-late", "epoll-before-connect", "accept-burst"};
     const std::vector<std::string> daemon_only = {"fork-accept", "daemonize", "sigkill", "exec-keeps"};
     const std::vector<std::string> inproc_only = {};
     std::vector<Case> out;

@@ -320,26 +320,30 @@ int accept_one(const std::string& name, int listener) {
 // RST, the peer reads ECONNRESET).
 void listener_close() {
     Control control;
+    say("# accepted, then closed");
     const int l = tcp_socket();
     step("l bind SELF:5800", bind_to(l, g_self, 5800));
     step("l listen", ::listen(l, 8));
-
-    say("# accepted, then closed");
     say("peer connects to SELF:5800 -> " + control.ask("connect-read 5800"));
     const int a = accept_one("a", l);
     step("a close", ::close(a));
     say("peer " + control.read_line());
+    step("l close", ::close(l));
 
     say("# queued, never accepted; the listener closes");
-    say("peer connects to SELF:5800 -> " + control.ask("connect-read 5800"));
-    pollfd p{l, POLLIN, 0};
-    say(std::string("l poll -> ") + (::poll(&p, 1, 5000) == 1 && (p.revents & POLLIN) != 0 ? "POLLIN" : "nothing"));
-    step("l close", ::close(l));
+    const int q = tcp_socket();
+    step("q bind SELF:5801", bind_to(q, g_self, 5801));
+    step("q listen", ::listen(q, 8));
+    say("peer connects to SELF:5801 -> " + control.ask("connect-read 5801"));
+    pollfd p{q, POLLIN, 0};
+    say(std::string("q poll -> ") + (::poll(&p, 1, 5000) == 1 && (p.revents & POLLIN) != 0 ? "POLLIN" : "nothing"));
+    step("q close", ::close(q));
     say("peer " + control.read_line());
 
-    say("# the reset connection left no TIME_WAIT; the closed one did");
+    say("# the closed connection holds its port in TIME_WAIT; the reset one left none");
     const int m = tcp_socket();
     step("m bind SELF:5800 (a in TIME_WAIT)", bind_to(m, g_self, 5800));
+    step("m bind SELF:5801 (the reset connection's port)", bind_to(m, g_self, 5801));
     ::close(m);
 }
 

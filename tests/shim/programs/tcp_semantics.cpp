@@ -309,6 +309,35 @@ void signal_ready() {
         }
         peer_exit(true, "");
     }
+    if (role == "burst") {
+        // `arg` connections opened one after the other and left queued;
+        // then each must end with "x" and an orderly EOF. A reset is a
+        // connection the server's host took for one nobody accepted.
+        signal_ready();
+        const int count = std::atoi(arg.c_str());
+        std::vector<int> conns;
+        for (int i = 0; i < count; ++i) {
+            const int c = tcp_socket();
+            sockaddr_in a = address(g_stack, g_port);
+            if (::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+                peer_exit(false, "connect #" + std::to_string(i));
+            }
+            set_timeouts(c, 10);
+            conns.push_back(c);
+        }
+        int bad = 0;
+        for (const int c : conns) {
+            std::string got;
+            char buf[16];
+            ssize_t n = 0;
+            while ((n = ::recv(c, buf, sizeof buf, 0)) > 0) {
+                got.append(buf, static_cast<size_t>(n));
+            }
+            bad += n != 0 || got != "x" ? 1 : 0;
+            ::close(c);
+        }
+        peer_exit(bad == 0, std::to_string(bad) + " of " + arg + " connections did not end with 'x' and EOF");
+    }
     if (role == "reset") {
         // Accepts, sends "bye", then resets (SO_LINGER 0).
         const int l = listen_on(g_kernel, g_port);
@@ -1542,6 +1571,25 @@ void epoll_before_connect() {
     expect_peer_ok(peer, "the echo connection ended with EOF");
 }
 
+// Hundreds of connections queued, then accepted in one burst: each
+// accept answers the host with the connection's ticket on the listener's
+// pair (AcceptLedger), more answers than the pair's buffer holds unread.
+// Every connection the program accepted and closed must end with FIN.
+void accept_burst() {
+    const int count = 400;
+    const int l = listen_on("0.0.0.0", g_port);
+    CHECK(::listen(l, 1024) == 0, "listen with a backlog of 1024");
+    const pid_t peer = kernel_peer("burst", std::to_string(count));
+    ::sleep(2);  // every connection made and queued
+    for (int i = 0; i < count; ++i) {
+        const int c = accept_one(l, 10);
+        CHECK(::send(c, "x", 1, MSG_NOSIGNAL) == 1, "send");
+        ::close(c);
+    }
+    ::close(l);
+    expect_peer_ok(peer, "every accepted connection ended with its byte and EOF");
+}
+
 struct Scenario {
     const char* name;
     void (*run)();
@@ -1558,6 +1606,7 @@ const Scenario scenarios[] = {
     {"blocking-waits", blocking_waits},  {"write-order", write_order},        {"read-order", read_order},
     {"exit-in-handler", exit_in_handler}, {"handler-io", handler_io},      {"atexit-send", atexit_send},
     {"handler-installed-late", handler_installed_late}, {"epoll-before-connect", epoll_before_connect},
+    {"accept-burst", accept_burst},
 };
 
 }  // namespace
