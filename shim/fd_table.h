@@ -94,9 +94,10 @@ struct FdEntry {
     // epoll_ctl ADD before connecting, as nginx makes for its upstreams).
     // A pair-backed adoption keeps the file, and them with it; a
     // materialize and the swap replace the file (dup3 drops them) and make
-    // them again on the new one. Not kept: a third epoll set's
-    // (epoll_untracked), and the epoll fd's identity (an epoll fd closed
-    // without EPOLL_CTL_DEL and its number reused gets the registration).
+    // them again on the new one, those still in their epoll set (an epoll
+    // fd closed and its number reused fails the DEL: shim.cpp,
+    // take_epoll_watches_off). Not kept: a third epoll set's
+    // (epoll_untracked).
     struct EpollWatch {
         int32_t epfd = -1;
         uint32_t events = 0;

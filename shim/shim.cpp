@@ -708,27 +708,59 @@ int pair_backed_socket(host::Host& h, int type, uint32_t generation) {
 }
 
 // The program's epoll registrations of a candidate (FdEntry::epoll_watches)
-// made again on the file the fd is now (EPOLL_CTL_ADD), or taken off the
-// file it is about to stop being (EPOLL_CTL_DEL: a copy of the old file may
-// outlive the swap, and its registration would report that dead kernel
-// socket's EPOLLOUT|EPOLLHUP under the program's data). Not in a forked
-// child that inherited the candidate: its epoll sets are the parent's too,
-// and a parent's registration is the parent's.
-void epoll_watches(int fd, FdEntry& e, int op) {
+// move with its fd when a dup3 replaces the file: taken off the old file
+// first (a copy of it may outlive the dup3, and its registration would
+// report that dead socket's EPOLLOUT|EPOLLHUP under the program's data),
+// then made again on the new one. Only those the DEL found: an epoll fd the
+// program closed without EPOLL_CTL_DEL, its number reused since, fails the
+// DEL (ENOENT, EBADF, EINVAL) and is forgotten, never registered into.
+// Not in a forked child that inherited the candidate: its epoll sets are
+// the parent's too, and a parent's registration is the parent's.
+// Returns the watches to make again (a bit per slot).
+unsigned take_epoll_watches_off(int fd, FdEntry& e) {
     FdEntry::EpollWatch watches[FdEntry::max_epoll_watches];
     {
         std::lock_guard<std::mutex> guard(fd_table().lock());
         if (e.fork_generation != fork_generation()) {
-            return;
+            return 0;
         }
         std::copy(e.epoll_watches, e.epoll_watches + FdEntry::max_epoll_watches, watches);
     }
-    for (const FdEntry::EpollWatch& w : watches) {
-        if (w.epfd >= 0) {
+    unsigned found = 0;
+    unsigned stale = 0;
+    for (int i = 0; i < FdEntry::max_epoll_watches; ++i) {
+        if (watches[i].epfd < 0) {
+            continue;
+        }
+        if (real.epoll_ctl(watches[i].epfd, EPOLL_CTL_DEL, fd, nullptr) == 0) {
+            found |= 1u << i;
+        } else {
+            stale |= 1u << i;
+        }
+    }
+    if (stale != 0) {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        for (int i = 0; i < FdEntry::max_epoll_watches; ++i) {
+            if ((stale & (1u << i)) != 0 && e.epoll_watches[i].epfd == watches[i].epfd) {
+                e.epoll_watches[i] = FdEntry::EpollWatch{};
+            }
+        }
+    }
+    return found;
+}
+
+void put_epoll_watches_back(int fd, FdEntry& e, unsigned which) {
+    FdEntry::EpollWatch watches[FdEntry::max_epoll_watches];
+    {
+        std::lock_guard<std::mutex> guard(fd_table().lock());
+        std::copy(e.epoll_watches, e.epoll_watches + FdEntry::max_epoll_watches, watches);
+    }
+    for (int i = 0; i < FdEntry::max_epoll_watches; ++i) {
+        if ((which & (1u << i)) != 0 && watches[i].epfd >= 0) {
             epoll_event ev{};
-            ev.events = w.events;
-            ev.data.u64 = w.data;
-            real.epoll_ctl(w.epfd, op, fd, op == EPOLL_CTL_DEL ? nullptr : &ev);
+            ev.events = watches[i].events;
+            ev.data.u64 = watches[i].data;
+            real.epoll_ctl(watches[i].epfd, EPOLL_CTL_ADD, fd, &ev);
         }
     }
 }
@@ -800,9 +832,13 @@ int materialize_pair(int fd, FdEntry& e) {
         }
     }
     release_claimed(*claimed);
+    // What the program registered moves to the file the fd is now. The
+    // entry keeps it: a swap to ustack may still replace this file.
+    const unsigned watches = take_epoll_watches_off(fd, e);
     const int rc = real.dup3(s, fd, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC) != 0) ? O_CLOEXEC : 0);
     const int err = errno;
     real.close(s);
+    put_epoll_watches_back(fd, e, watches);  // on the new file, or again on the old one
     if (rc < 0) {
         return set_errno(err);
     }
@@ -810,10 +846,6 @@ int materialize_pair(int fd, FdEntry& e) {
         std::lock_guard<std::mutex> guard(fd_table().lock());
         e.creation_flags_hold = 0;  // options live in the kernel socket now: a swap reads them back
     }
-    // What the program registered, on the file the fd is now (the old
-    // file's registration went with it). The entry keeps them: a swap to
-    // ustack may still replace this file.
-    epoll_watches(fd, e, EPOLL_CTL_ADD);
     return 0;
 }
 
@@ -1004,17 +1036,17 @@ int swap_to_ustack(int fd, FdEntry& e, SocketAction action, const Address& addr,
     const int replaced = inproc_host != nullptr ? real.fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     // The program's epoll registrations move with the fd to the app end
     // (an upstream socket nginx adds before it connects).
-    epoll_watches(fd, e, EPOLL_CTL_DEL);
+    const unsigned watches = take_epoll_watches_off(fd, e);
     if (real.dup3(app_end, fd, (fd_flags >= 0 && (fd_flags & FD_CLOEXEC) != 0) ? O_CLOEXEC : 0) < 0) {
         const int err = errno;
         real.close(app_end);
         if (replaced >= 0) {
             real.close(replaced);
         }
-        epoll_watches(fd, e, EPOLL_CTL_ADD);
+        put_epoll_watches_back(fd, e, watches);
         return set_errno(err);
     }
-    epoll_watches(fd, e, EPOLL_CTL_ADD);
+    put_epoll_watches_back(fd, e, watches);
     real.close(app_end);
     if (replaced >= 0) {
         inproc_host->retire_fd(replaced);

@@ -1569,6 +1569,25 @@ void epoll_before_connect() {
     ::close(ep);
     ::close(starter);
     expect_peer_ok(peer, "the echo connection ended with EOF");
+
+    // An epoll set closed with a fresh socket still in it: a new set that
+    // takes its number must not inherit the registration when the socket
+    // then moves to ustack (its connect is refused: nothing listens there).
+    const int gone = ::epoll_create1(EPOLL_CLOEXEC);
+    const int s2 = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    CHECK(gone >= 0 && s2 >= 0, "epoll_create1, socket");
+    ev.events = EPOLLIN | EPOLLOUT;
+    ev.data.u64 = 777;
+    CHECK(::epoll_ctl(gone, EPOLL_CTL_ADD, s2, &ev) == 0, "epoll_ctl ADD into the set about to close");
+    ::close(gone);
+    const int fresh = ::epoll_create1(EPOLL_CLOEXEC);
+    CHECK(fresh == gone, "the new epoll set has the closed one's number");
+    a = address(g_kernel, static_cast<uint16_t>(g_port + 7));
+    const int rc2 = ::connect(s2, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    CHECK(rc2 == 0 || errno == EINPROGRESS || errno == ECONNREFUSED, "connect to a closed port");
+    CHECK(::epoll_wait(fresh, out, 2, 300) == 0, "the new set reports nothing it was not given");
+    ::close(s2);
+    ::close(fresh);
 }
 
 // Hundreds of connections queued, then accepted in one burst: each
