@@ -1696,11 +1696,12 @@ ssize_t tcp_recv(int fd, const iovec* iov, size_t iovcnt, int flags, int* msg_fl
 // unaccepted with its listener (RST; AcceptLedger). A full pair (a burst
 // of accepts while the host reads nothing) is waited out, with the host
 // brought back to read; a listener closed meanwhile by another thread gets
-// nothing (its number may be another file's by now).
+// nothing (its number may be another file's by now; should it be another
+// ustack listener's already, the host ignores a ticket it did not issue).
 void answer_accept(int fd, FdEntry& e, uint32_t ticket) {
     const int saved = errno;
     for (int tries = 0; tries < 200; ++tries) {
-        if (e.get_kind() != FdKind::Ustack) {
+        if (e.get_kind() != FdKind::Ustack || e.listening != 1) {
             break;
         }
         const ssize_t n = real.send(fd, &ticket, sizeof ticket, MSG_DONTWAIT | MSG_NOSIGNAL);
