@@ -2886,11 +2886,10 @@ int shim_epoll_ctl(int epfd, int op, int fd, epoll_event* event) {
                 room = room || w.epfd < 0;
             }
         }
-        if (!room) {
-            if (settle_pair(fd) < 0) {
-                return -1;
-            }
-            return real.epoll_ctl(epfd, op, fd, event);
+        // A third set: the kernel socket now, and this registration is
+        // one the entry cannot hold (epoll_untracked, below).
+        if (!room && settle_pair(fd) < 0) {
+            return -1;
         }
     }
     const int rc = real.epoll_ctl(epfd, op, fd, event);
